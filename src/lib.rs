@@ -1,0 +1,37 @@
+//! zoomgate: a gRPC gateway in front of several Zoom accounts.
+//!
+//! # Layout
+//! - [`config`]: TOML file and environment -> validated [`Config`].
+//! - [`accounts`]: the fixed table of Zoom accounts and their credentials.
+//! - [`token`]: per-account Server-to-Server token cache (early refresh, single flight).
+//! - [`zoom`]: typed Zoom REST client and Zoom error codes.
+//! - [`routing`]: which account owns a user or a meeting.
+//! - [`policy`]: callers, their identities and grants; allow/deny and field redaction.
+//! - [`meetings`]: the request path for meetings: route, authorize, call Zoom, record.
+//! - [`store`]: durable state (meeting ledger, audit log) behind one trait; SQLite by default.
+//! - [`grpc`]: tonic services, proto <-> domain conversion, the one error -> `Status` mapping.
+//! - [`emulator`]: a faithful local Zoom for tests and `zoomgate demo`.
+//! - [`app`]: wiring, listener, graceful shutdown.
+//! - [`cli`]: the `zoomgate` command line.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod emulator;
+pub mod error;
+pub mod grpc;
+pub mod meetings;
+pub mod policy;
+pub mod proto;
+pub mod routing;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+pub mod zoom;
+
+
+
+
