@@ -1,1 +1,164 @@
-//! placeholder
+//! Wiring: builds every part from a [`Config`], binds the listener, serves until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::{Config, TlsConfig};
+use crate::grpc::MeetingsService;
+use crate::meetings::Meetings;
+use crate::policy::Policy;
+use crate::proto::meetings_server::MeetingsServer;
+use crate::routing::Directory;
+use crate::store::{self, Store};
+use crate::token::TokenCache;
+use crate::zoom::{ZoomClient, ZoomEndpoints};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot build the Zoom client: {0}")]
+    Zoom(#[from] crate::zoom::BuildError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot build gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A gateway with its listener bound, ready to [`run`](App::run).
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    request_timeout: Duration,
+    tls: Option<TlsConfig>,
+    policy: Arc<Policy>,
+    service: MeetingsService,
+    tokens: TokenCache,
+    store: Arc<dyn Store>,
+}
+
+impl App {
+    /// Does every fallible step (store, migrations, clients, bind) before serving.
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        let store = store::open(&config.store).await?;
+        let zoom = ZoomClient::new(
+            &ZoomEndpoints {
+                api_url: config.zoom_api_url.clone(),
+                oauth_url: config.zoom_oauth_url.clone(),
+            },
+            config.zoom_timeout,
+        )?;
+        let tokens = TokenCache::new(zoom.clone(), &config.accounts, config.token.clone());
+        let directory = Directory::new(
+            config.routing.user_cache_ttl,
+            config.routing.negative_cache_ttl,
+        );
+        let meetings = Meetings::new(
+            config.accounts,
+            config.routing.rules,
+            directory,
+            zoom,
+            tokens.clone(),
+            store.clone(),
+        );
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+        Ok(App {
+            listener,
+            local_addr,
+            request_timeout: config.request_timeout,
+            tls: config.tls,
+            policy: Arc::new(config.policy),
+            service: MeetingsService::new(meetings),
+            tokens,
+            store,
+        })
+    }
+
+    /// The address the gateway listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The token cache, for counters (benchmarks, metrics).
+    pub fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// The durable store (meeting ledger, audit log).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then reports NotServing and drains requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let mut builder = Server::builder().timeout(self.request_timeout);
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(server_tls(tls))?;
+        }
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let shutdown = async move {
+            shutdown.await;
+            set_health(&health, ServingStatus::NotServing).await;
+        };
+        builder
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(self.service.into_server(self.policy))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(
+            <MeetingsServer<MeetingsService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}
+
+fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem.0));
+    if let Some(ca) = &tls.client_ca_pem {
+        // Optional: callers without a certificate may still use an API key.
+        config = config
+            .client_ca_root(Certificate::from_pem(ca))
+            .client_auth_optional(true);
+    }
+    config
+}

@@ -1,1 +1,678 @@
-//! placeholder
+//! The `zoomgate` command line: serve, demo, emulator, check-config, meetings client, audit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::config::Config;
+use crate::proto;
+use crate::proto::meetings_client::MeetingsClient;
+use crate::store::{AuditFilter, AuditRecord};
+use crate::telemetry::{self, LogFormat};
+
+/// Exit code for a configuration or usage error (BSD `EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "zoomgate", version, about = "gRPC gateway in front of several Zoom accounts")]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the gateway.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Runs a local Zoom emulator and a gateway wired to it, with demo accounts and callers.
+    Demo(crate::demo::DemoArgs),
+    /// Runs the Zoom emulator on its own.
+    Emulator {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Overrides the listen address of the config file.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validates a gateway config file and prints what it found.
+    CheckConfig { config: PathBuf },
+    /// Prints the SHA-256 of an API key, for a caller's `api_key_sha256`.
+    HashKey {
+        /// The API key; read from stdin when omitted.
+        key: Option<String>,
+    },
+    /// Calls the gateway's Meetings API.
+    Meetings(MeetingsArgs),
+    /// Lists audit records from the gateway's store.
+    Audit(AuditArgs),
+}
+
+impl Cli {
+    /// Runs the command and returns the process exit code.
+    pub async fn run(self) -> ExitCode {
+        telemetry::init(self.log_format);
+        match self.command {
+            Command::Serve { config } => serve(&config).await,
+            Command::Demo(args) => crate::demo::run(args).await,
+            Command::Emulator { config, listen } => emulator(&config, listen).await,
+            Command::CheckConfig { config } => check_config(&config),
+            Command::HashKey { key } => hash_key(key),
+            Command::Meetings(args) => meetings(args).await,
+            Command::Audit(args) => audit(args).await,
+        }
+    }
+}
+
+fn process_env() -> HashMap<String, String> {
+    std::env::vars().collect()
+}
+
+async fn serve(path: &Path) -> ExitCode {
+    let config = match Config::load(path, &process_env()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {}: {error}", path.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let grace = config.shutdown_grace_period;
+    let app = match crate::App::build(config).await {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.local_addr(), "zoomgate listening");
+    run_until_signal(app, grace).await
+}
+
+/// Serves until SIGTERM/SIGINT, then gives requests in flight `grace` to finish.
+pub(crate) async fn run_until_signal(app: crate::App, grace: std::time::Duration) -> ExitCode {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stop_rx.await;
+    }));
+    crate::shutdown::signal().await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(error))) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("error: server task failed: {error}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            tracing::warn!(?grace, "requests still in flight after the grace period");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn emulator(path: &Path, listen: Option<SocketAddr>) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: cannot read {}: {error}", path.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let config = match crate::emulator::EmulatorConfig::from_toml(&text) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {}: {error}", path.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let addr = listen.unwrap_or(config.listen_addr);
+    let emulator = match crate::emulator::Emulator::start(config, addr).await {
+        Ok(emulator) => emulator,
+        Err(error) => {
+            eprintln!("error: cannot listen on {addr}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Zoom emulator listening on {}", emulator.base_url());
+    println!("  API:   {}", emulator.api_url());
+    println!("  OAuth: {}", emulator.oauth_url());
+    crate::shutdown::signal().await;
+    emulator.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match Config::load(path, &process_env()) {
+        Ok(config) => {
+            println!("{}: ok", path.display());
+            println!("  listen_addr: {}", config.listen_addr);
+            println!("  zoom: {} (token: {})", config.zoom_api_url, config.zoom_oauth_url);
+            println!("  store: {}", config.store);
+            println!(
+                "  tls: {}",
+                match &config.tls {
+                    None => "off",
+                    Some(tls) if tls.client_ca_pem.is_some() => "on, client certificates accepted",
+                    Some(_) => "on",
+                }
+            );
+            for account in config.accounts.iter() {
+                println!(
+                    "  account {}: zoom account {}, plan {:?}",
+                    account.name, account.zoom_account_id, account.plan
+                );
+            }
+            for caller in config.policy.callers() {
+                println!("  caller {}", caller.name);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", path.display());
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn hash_key(key: Option<String>) -> ExitCode {
+    let key = match key {
+        Some(key) => key,
+        None => {
+            let mut line = String::new();
+            if let Err(error) = std::io::stdin().read_line(&mut line) {
+                eprintln!("error: cannot read stdin: {error}");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if key.is_empty() {
+        eprintln!("error: the key is empty");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    println!("{}", crate::policy::hash_api_key(&key));
+    ExitCode::SUCCESS
+}
+
+// === meetings client ===
+
+#[derive(Debug, Args)]
+struct MeetingsArgs {
+    /// Gateway address.
+    #[arg(long, env = "ZOOMGATE_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    addr: String,
+    /// The caller's API key.
+    #[arg(long, env = "ZOOMGATE_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// Prints responses as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: MeetingsCommand,
+}
+
+#[derive(Debug, Args)]
+struct UserArg {
+    /// Host's email address.
+    #[arg(long, conflicts_with = "user_id", required_unless_present = "user_id")]
+    user: Option<String>,
+    /// Host's Zoom user id.
+    #[arg(long)]
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct MeetingFields {
+    #[arg(long)]
+    topic: Option<String>,
+    /// Meeting type: 1 instant, 2 scheduled, 3 recurring without fixed time, 8 recurring, 10 screen share.
+    #[arg(long = "type")]
+    kind: Option<i32>,
+    /// Start time, RFC 3339 (e.g. 2030-01-02T15:00:00Z).
+    #[arg(long)]
+    start_time: Option<DateTime<Utc>>,
+    /// Length in minutes.
+    #[arg(long)]
+    duration: Option<i32>,
+    /// IANA time zone, e.g. Europe/Berlin.
+    #[arg(long)]
+    timezone: Option<String>,
+    #[arg(long)]
+    agenda: Option<String>,
+    #[arg(long)]
+    password: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum MeetingsCommand {
+    /// Creates a meeting hosted by a user.
+    Create {
+        #[command(flatten)]
+        user: UserArg,
+        #[command(flatten)]
+        fields: MeetingFields,
+    },
+    /// Shows a meeting.
+    Get {
+        id: i64,
+        #[arg(long)]
+        occurrence: Option<String>,
+    },
+    /// Changes the given fields of a meeting.
+    Update {
+        id: i64,
+        #[arg(long)]
+        occurrence: Option<String>,
+        #[command(flatten)]
+        fields: MeetingFields,
+    },
+    /// Lists a user's meetings.
+    List {
+        #[command(flatten)]
+        user: UserArg,
+        #[arg(long)]
+        page_size: Option<i32>,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Deletes a meeting or one occurrence.
+    Delete {
+        id: i64,
+        #[arg(long)]
+        occurrence: Option<String>,
+    },
+    /// Ends a meeting in progress.
+    End { id: i64 },
+}
+
+impl MeetingFields {
+    /// Returns the meeting and the mask of the fields given on the command line.
+    fn into_meeting(self) -> (proto::Meeting, Vec<String>) {
+        let mut mask = Vec::new();
+        let mut meeting = proto::Meeting::default();
+        if let Some(topic) = self.topic {
+            meeting.topic = topic;
+            mask.push("topic".to_owned());
+        }
+        if let Some(kind) = self.kind {
+            meeting.r#type = kind;
+            mask.push("type".to_owned());
+        }
+        if let Some(start) = self.start_time {
+            meeting.start_time = Some(prost_types::Timestamp {
+                seconds: start.timestamp(),
+                nanos: 0,
+            });
+            mask.push("start_time".to_owned());
+        }
+        if let Some(duration) = self.duration {
+            meeting.duration_minutes = duration;
+            mask.push("duration_minutes".to_owned());
+        }
+        if let Some(timezone) = self.timezone {
+            meeting.timezone = timezone;
+            mask.push("timezone".to_owned());
+        }
+        if let Some(agenda) = self.agenda {
+            meeting.agenda = agenda;
+            mask.push("agenda".to_owned());
+        }
+        if let Some(password) = self.password {
+            meeting.password = password;
+            mask.push("password".to_owned());
+        }
+        (meeting, mask)
+    }
+}
+
+async fn meetings(args: MeetingsArgs) -> ExitCode {
+    let channel = match Channel::from_shared(args.addr.clone()) {
+        Ok(endpoint) => match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(error) => {
+                eprintln!("error: cannot connect to {}: {error}", args.addr);
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(error) => {
+            eprintln!("error: --addr {}: {error}", args.addr);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let auth = match args.api_key.as_deref().map(|key| format!("Bearer {key}").parse()) {
+        Some(Ok(value)) => Some(value),
+        Some(Err(_)) => {
+            eprintln!("error: --api-key contains characters not allowed in a header");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        None => None,
+    };
+    let mut client = MeetingsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(value) = &auth {
+            let value: &MetadataValue<_> = value;
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    });
+    let json = args.json;
+    let result = match args.command {
+        MeetingsCommand::Create { user, fields } => {
+            let (meeting, _) = fields.into_meeting();
+            let request = proto::CreateMeetingRequest {
+                user: Some(match (user.user, user.user_id) {
+                    (Some(email), _) => proto::create_meeting_request::User::UserEmail(email),
+                    (None, id) => proto::create_meeting_request::User::UserId(id.unwrap_or_default()),
+                }),
+                meeting: Some(meeting),
+            };
+            client.create_meeting(request).await.map(|r| print_meeting(&r.into_inner(), json))
+        }
+        MeetingsCommand::Get { id, occurrence } => client
+            .get_meeting(proto::GetMeetingRequest {
+                meeting_id: id,
+                occurrence_id: occurrence.unwrap_or_default(),
+            })
+            .await
+            .map(|r| print_meeting(&r.into_inner(), json)),
+        MeetingsCommand::Update {
+            id,
+            occurrence,
+            fields,
+        } => {
+            let (meeting, paths) = fields.into_meeting();
+            client
+                .update_meeting(proto::UpdateMeetingRequest {
+                    meeting_id: id,
+                    occurrence_id: occurrence.unwrap_or_default(),
+                    meeting: Some(meeting),
+                    update_mask: Some(prost_types::FieldMask { paths }),
+                })
+                .await
+                .map(|r| print_meeting(&r.into_inner(), json))
+        }
+        MeetingsCommand::List {
+            user,
+            page_size,
+            page_token,
+        } => client
+            .list_meetings(proto::ListMeetingsRequest {
+                user: Some(match (user.user, user.user_id) {
+                    (Some(email), _) => proto::list_meetings_request::User::UserEmail(email),
+                    (None, id) => proto::list_meetings_request::User::UserId(id.unwrap_or_default()),
+                }),
+                r#type: 0,
+                page_size: page_size.unwrap_or_default(),
+                page_token: page_token.unwrap_or_default(),
+            })
+            .await
+            .map(|r| print_list(&r.into_inner(), json)),
+        MeetingsCommand::Delete { id, occurrence } => client
+            .delete_meeting(proto::DeleteMeetingRequest {
+                meeting_id: id,
+                occurrence_id: occurrence.unwrap_or_default(),
+            })
+            .await
+            .map(|_| print_done(&format!("deleted meeting {id}"), json)),
+        MeetingsCommand::End { id } => client
+            .end_meeting(proto::EndMeetingRequest { meeting_id: id })
+            .await
+            .map(|_| print_done(&format!("ended meeting {id}"), json)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(status) => {
+            print_status(&status, json);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn time_text(ts: Option<&prost_types::Timestamp>) -> String {
+    ts.and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0))
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
+
+fn meeting_json(m: &proto::Meeting) -> Value {
+    let mut value = json!({
+        "id": m.id,
+        "uuid": m.uuid,
+        "account": m.account,
+        "host_id": m.host_id,
+        "host_email": m.host_email,
+        "topic": m.topic,
+        "type": m.r#type,
+        "start_time": time_text(m.start_time.as_ref()),
+        "duration_minutes": m.duration_minutes,
+        "timezone": m.timezone,
+        "agenda": m.agenda,
+        "join_url": m.join_url,
+        "create_time": time_text(m.create_time.as_ref()),
+        "status": m.status,
+        "occurrences": m.occurrences.iter().map(|o| json!({
+            "occurrence_id": o.occurrence_id,
+            "start_time": time_text(o.start_time.as_ref()),
+            "status": o.status,
+        })).collect::<Vec<_>>(),
+    });
+    if !m.password.is_empty() {
+        value["password"] = m.password.clone().into();
+    }
+    if !m.start_url.is_empty() {
+        value["start_url"] = m.start_url.clone().into();
+    }
+    value
+}
+
+fn print_meeting(m: &proto::Meeting, json: bool) {
+    if json {
+        println!("{}", meeting_json(m));
+        return;
+    }
+    println!("meeting {}  ({})", m.id, m.account);
+    println!("  topic:    {}", m.topic);
+    println!("  host:     {} ({})", m.host_email, m.host_id);
+    if m.start_time.is_some() {
+        println!("  starts:   {} for {} min", time_text(m.start_time.as_ref()), m.duration_minutes);
+    }
+    if !m.status.is_empty() {
+        println!("  status:   {}", m.status);
+    }
+    println!("  join:     {}", m.join_url);
+    if !m.start_url.is_empty() {
+        println!("  start:    {}", m.start_url);
+    }
+    if !m.password.is_empty() {
+        println!("  passcode: {}", m.password);
+    }
+    for o in &m.occurrences {
+        println!("  occurrence {}: {} {}", o.occurrence_id, time_text(o.start_time.as_ref()), o.status);
+    }
+}
+
+fn print_list(list: &proto::ListMeetingsResponse, json: bool) {
+    if json {
+        let value = json!({
+            "meetings": list.meetings.iter().map(meeting_json).collect::<Vec<_>>(),
+            "next_page_token": list.next_page_token,
+            "total_size": list.total_size,
+        });
+        println!("{value}");
+        return;
+    }
+    for m in &list.meetings {
+        println!("{:>14}  {:<14} {:<26} {}", m.id, m.account, time_text(m.start_time.as_ref()), m.topic);
+    }
+    println!("{} of {} meetings", list.meetings.len(), list.total_size);
+    if !list.next_page_token.is_empty() {
+        println!("next page: --page-token {}", list.next_page_token);
+    }
+}
+
+fn print_done(message: &str, json: bool) {
+    if json {
+        println!("{}", json!({ "ok": true, "message": message }));
+    } else {
+        println!("{message}");
+    }
+}
+
+fn print_status(status: &tonic::Status, json: bool) {
+    let details = status.get_error_details();
+    let violations: Vec<(String, String)> = details
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+    if json {
+        let value = json!({
+            "code": format!("{:?}", status.code()),
+            "message": status.message(),
+            "reason": reason,
+            "field_violations": violations.iter().map(|(f, d)| json!({"field": f, "description": d})).collect::<Vec<_>>(),
+        });
+        eprintln!("{value}");
+        return;
+    }
+    eprintln!("error: {:?}: {}", status.code(), status.message());
+    if !reason.is_empty() {
+        eprintln!("  reason: {reason}");
+    }
+    for (field, description) in violations {
+        eprintln!("  {field}: {description}");
+    }
+}
+
+// === audit ===
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// The gateway config whose store to read.
+    #[arg(long, short, conflicts_with = "store", required_unless_present = "store")]
+    config: Option<PathBuf>,
+    /// A store location, e.g. sqlite:zoomgate.db.
+    #[arg(long)]
+    store: Option<String>,
+    #[arg(long)]
+    caller: Option<String>,
+    /// e.g. meetings.create
+    #[arg(long)]
+    operation: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    meeting_id: Option<i64>,
+    /// allowed, denied or failed.
+    #[arg(long)]
+    outcome: Option<crate::store::Outcome>,
+    /// Only records at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Only records before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// Most records to print (newest first).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+async fn audit(args: AuditArgs) -> ExitCode {
+    let location = match (&args.store, &args.config) {
+        (Some(store), _) => store.clone(),
+        (None, Some(path)) => match crate::config::store_location(path) {
+            Ok(location) => location,
+            Err(error) => {
+                eprintln!("error: {}: {error}", path.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        (None, None) => {
+            eprintln!("error: give --config or --store");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let store = match crate::store::open(&location).await {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = AuditFilter {
+        caller: args.caller,
+        operation: args.operation,
+        account: args.account,
+        user: args.user,
+        meeting_id: args.meeting_id,
+        outcome: args.outcome,
+        since: args.since,
+        until: args.until,
+        limit: Some(args.limit),
+    };
+    match store.audit(&filter).await {
+        Ok(records) => {
+            for record in &records {
+                print_audit(record, args.json);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_audit(r: &AuditRecord, json: bool) {
+    if json {
+        let value = json!({
+            "id": r.id,
+            "at": r.at.to_rfc3339(),
+            "caller": r.caller,
+            "operation": r.operation,
+            "account": r.account,
+            "user": r.user,
+            "meeting_id": r.meeting_id,
+            "outcome": r.outcome.to_string(),
+            "detail": r.detail,
+        });
+        println!("{value}");
+        return;
+    }
+    println!(
+        "{}  {:<8} {:<18} {:<16} {:<14} {:<28} {}{}",
+        r.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+        r.outcome.to_string(),
+        r.operation,
+        r.caller,
+        r.account.as_deref().unwrap_or("-"),
+        r.user.as_deref().unwrap_or("-"),
+        r.meeting_id.map(|id| id.to_string()).unwrap_or_else(|| "-".into()),
+        r.detail.as_deref().map(|d| format!("  ({d})")).unwrap_or_default(),
+    );
+}

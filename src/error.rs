@@ -1,1 +1,144 @@
-//! placeholder
+//! The error of the request path. [`crate::grpc`] turns it into a `Status`, in one place.
+
+use std::time::Duration;
+
+use crate::accounts::AccountName;
+use crate::policy::Operation;
+
+/// One invalid field of a request, reported as a `google.rpc.BadRequest` field violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field in the request, e.g. `meeting.duration_minutes`.
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// What went wrong with a request. Display is for logs: it may name Zoom's own message, which
+/// never reaches the caller (see [`Error::public_message`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid request: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("caller is not authenticated")]
+    Unauthenticated,
+    /// The target does not exist, or exists where the caller has no grant: the two are never
+    /// told apart.
+    #[error("{kind} {id} not found")]
+    NotFound { kind: TargetKind, id: String },
+    /// The caller may see the target but not do this operation on it.
+    #[error("caller `{caller}` may not {operation} {kind} {id}")]
+    PermissionDenied {
+        caller: String,
+        operation: Operation,
+        kind: TargetKind,
+        id: String,
+    },
+    #[error("zoom rate limit reached in account `{account}`")]
+    RateLimited {
+        account: AccountName,
+        retry_after: Option<Duration>,
+    },
+    #[error("zoom failed for account `{account}`: {detail}")]
+    ZoomUnavailable {
+        account: AccountName,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("zoom did not answer in time for account `{account}`")]
+    ZoomTimeout { account: AccountName },
+    #[error("account `{account}` lacks a zoom scope: {detail}")]
+    MissingScope { account: AccountName, detail: String },
+    #[error("zoom rejected the request in account `{account}` (code {code}): {message}")]
+    ZoomRejected {
+        account: AccountName,
+        code: i64,
+        message: String,
+        fields: Vec<String>,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a request was about, for messages and `ErrorInfo` reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    Meeting,
+    User,
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetKind::Meeting => "meeting",
+            TargetKind::User => "user",
+        })
+    }
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// Returns the message a caller may see: no Zoom bodies, URLs, tokens or secrets.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::InvalidArgument(_)
+            | Error::Unauthenticated
+            | Error::NotFound { .. }
+            | Error::PermissionDenied { .. }
+            | Error::RateLimited { .. }
+            | Error::ZoomTimeout { .. } => self.to_string(),
+            Error::ZoomUnavailable { account, .. } => {
+                format!("zoom is unavailable for account `{account}`")
+            }
+            Error::MissingScope { account, .. } => format!(
+                "the zoom app of account `{account}` lacks a scope this operation needs"
+            ),
+            Error::ZoomRejected { account, code, .. } => {
+                format!("zoom rejected the request in account `{account}` (zoom code {code})")
+            }
+            Error::Internal(_) => "internal error".to_owned(),
+        }
+    }
+
+    /// Machine-readable reason for `google.rpc.ErrorInfo`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::Unauthenticated => "UNAUTHENTICATED",
+            Error::NotFound {
+                kind: TargetKind::Meeting,
+                ..
+            } => "MEETING_NOT_FOUND",
+            Error::NotFound {
+                kind: TargetKind::User,
+                ..
+            } => "USER_NOT_FOUND",
+            Error::PermissionDenied { .. } => "OPERATION_NOT_GRANTED",
+            Error::RateLimited { .. } => "ZOOM_RATE_LIMITED",
+            Error::ZoomUnavailable { .. } => "ZOOM_UNAVAILABLE",
+            Error::ZoomTimeout { .. } => "ZOOM_TIMEOUT",
+            Error::MissingScope { .. } => "ZOOM_SCOPE_MISSING",
+            Error::ZoomRejected { .. } => "ZOOM_REJECTED",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+}

@@ -13,12 +13,14 @@
 //! - [`emulator`]: a faithful local Zoom for tests and `zoomgate demo`.
 //! - [`app`]: wiring, listener, graceful shutdown.
 //! - [`cli`]: the `zoomgate` command line.
+//! - [`demo`]: `zoomgate demo`, an emulator and a gateway wired together.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod grpc;
@@ -32,6 +34,6 @@ pub mod telemetry;
 pub mod token;
 pub mod zoom;
 
-
-
-
+pub use app::App;
+pub use config::Config;
+pub use error::Error;

@@ -1,1 +1,710 @@
-//! placeholder
+//! The request path for meetings: find the owning account, authorize the caller, call Zoom with
+//! that account's token, redact what the caller may not see, and record ledger and audit.
+//!
+//! Order matters: no Zoom call happens for a target the caller may not touch, and a target that
+//! exists outside the caller's grants answers exactly like one that does not exist.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use dashmap::DashMap;
+use serde_json::{Map, Value};
+
+use crate::accounts::{AccountName, Accounts};
+use crate::error::{Error, TargetKind};
+use crate::policy::{Caller, Operation, SensitiveField};
+use crate::routing::{Directory, RoutingRules, UserLocation};
+use crate::store::{AuditRecord, MeetingRecord, Outcome, Store};
+use crate::token::{CallError, TokenCache, TokenError};
+use crate::zoom::{ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting};
+
+/// Every operation, to tell "may see but not do" from "may not see at all".
+const OPERATIONS: [Operation; 6] = [
+    Operation::Read,
+    Operation::List,
+    Operation::Create,
+    Operation::Update,
+    Operation::Delete,
+    Operation::End,
+];
+
+/// Zoom keys that carry the meeting passcode in some form.
+const PASSWORD_KEYS: [&str; 3] = ["h323_password", "pstn_password", "encrypted_password"];
+
+/// How a request names a Zoom user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserRef {
+    /// A lowercased email address.
+    Email(String),
+    /// Zoom's user id.
+    Id(String),
+}
+
+impl UserRef {
+    fn key(&self) -> &str {
+        match self {
+            UserRef::Email(key) | UserRef::Id(key) => key,
+        }
+    }
+}
+
+/// A meeting as the caller may see it, with the account that owns it.
+#[derive(Clone, Debug)]
+pub struct MeetingView {
+    pub account: AccountName,
+    pub meeting: ZoomMeeting,
+}
+
+/// One page of a user's meetings.
+#[derive(Clone, Debug)]
+pub struct MeetingList {
+    pub account: AccountName,
+    pub meetings: Vec<ZoomMeeting>,
+    pub next_page_token: String,
+    pub total_records: i64,
+}
+
+/// The meetings service of the gateway; cloning is shallow.
+#[derive(Clone)]
+pub struct Meetings {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    accounts: Accounts,
+    rules: RoutingRules,
+    directory: Directory,
+    zoom: ZoomClient,
+    tokens: TokenCache,
+    store: Arc<dyn Store>,
+    /// Read-through cache of the store's meeting ledger; entries never change once written.
+    ledger: DashMap<i64, Arc<MeetingRecord>>,
+}
+
+/// A meeting whose owner is known and whose caller is authorized.
+struct MeetingTarget {
+    account: AccountName,
+    host_email: String,
+    /// The meeting as a probe fetched it, so a read needs no second call.
+    probed: Option<ZoomMeeting>,
+}
+
+/// What an audit record says about the target; filled in as the request is resolved.
+#[derive(Default)]
+struct AuditContext {
+    account: Option<String>,
+    user: Option<String>,
+    meeting_id: Option<i64>,
+    denied: bool,
+}
+
+impl Meetings {
+    pub fn new(
+        accounts: Accounts,
+        rules: RoutingRules,
+        directory: Directory,
+        zoom: ZoomClient,
+        tokens: TokenCache,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                accounts,
+                rules,
+                directory,
+                zoom,
+                tokens,
+                store,
+                ledger: DashMap::new(),
+            }),
+        }
+    }
+
+    /// Creates a meeting hosted by `user`; `body` is Zoom's create body.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        user: UserRef,
+        body: Map<String, Value>,
+    ) -> Result<MeetingView, Error> {
+        let op = Operation::Create;
+        let mut audit = AuditContext::default();
+        let result = async {
+            let target = self.resolve_user(caller, op, &user, &mut audit).await?;
+            let zoom_user = zoom_user_of(&user, &target);
+            let account = target.account.clone();
+            let meeting = self
+                .zoom_call(&account, TargetKind::User, user.key(), |token| {
+                    let zoom = self.inner.zoom.clone();
+                    let (zoom_user, body) = (zoom_user.clone(), body.clone());
+                    async move { zoom.create_meeting(&token, &zoom_user, &body).await }
+                })
+                .await?;
+            audit.meeting_id = Some(meeting.id);
+            let host_email = meeting
+                .host_email
+                .clone()
+                .filter(|e| !e.is_empty())
+                .map(|e| e.to_ascii_lowercase())
+                .unwrap_or_else(|| target.email.clone());
+            self.remember_meeting(MeetingRecord {
+                meeting_id: meeting.id,
+                account: account.to_string(),
+                host_id: meeting.host_id.clone().unwrap_or(target.user_id.clone()),
+                host_email: host_email.clone(),
+                created_by: caller.name.clone(),
+                created_at: Utc::now(),
+            })
+            .await;
+            Ok(self.view(caller, op, account, &host_email, meeting))
+        }
+        .await;
+        self.audit(caller, op, audit, &result).await;
+        result
+    }
+
+    /// Returns a meeting, or one occurrence of it.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        meeting_id: i64,
+        occurrence_id: Option<String>,
+    ) -> Result<MeetingView, Error> {
+        let op = Operation::Read;
+        let mut audit = AuditContext::default();
+        let result = async {
+            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let meeting = match (target.probed, &occurrence_id) {
+                (Some(meeting), None) => meeting,
+                _ => self.fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref()).await?,
+            };
+            Ok(self.view(caller, op, target.account, &target.host_email, meeting))
+        }
+        .await;
+        self.audit(caller, op, audit, &result).await;
+        result
+    }
+
+    /// Applies Zoom's update body and returns the meeting as it is afterwards.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        meeting_id: i64,
+        occurrence_id: Option<String>,
+        body: Map<String, Value>,
+    ) -> Result<MeetingView, Error> {
+        let op = Operation::Update;
+        let mut audit = AuditContext::default();
+        let result = async {
+            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let id = meeting_id.to_string();
+            self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
+                let zoom = self.inner.zoom.clone();
+                let (occurrence, body) = (occurrence_id.clone(), body.clone());
+                async move { zoom.update_meeting(&token, meeting_id, occurrence.as_deref(), &body).await }
+            })
+            .await?;
+            let meeting = self
+                .fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref())
+                .await?;
+            Ok(self.view(caller, op, target.account, &target.host_email, meeting))
+        }
+        .await;
+        self.audit(caller, op, audit, &result).await;
+        result
+    }
+
+    /// Deletes a meeting, or one occurrence of it.
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        meeting_id: i64,
+        occurrence_id: Option<String>,
+    ) -> Result<(), Error> {
+        let op = Operation::Delete;
+        let mut audit = AuditContext::default();
+        let result = async {
+            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let id = meeting_id.to_string();
+            self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
+                let zoom = self.inner.zoom.clone();
+                let occurrence = occurrence_id.clone();
+                async move { zoom.delete_meeting(&token, meeting_id, occurrence.as_deref()).await }
+            })
+            .await?;
+            if occurrence_id.is_none() {
+                self.forget_meeting(meeting_id).await;
+            }
+            Ok(())
+        }
+        .await;
+        self.audit(caller, op, audit, &result).await;
+        result
+    }
+
+    /// Ends a meeting in progress.
+    pub async fn end(&self, caller: &Caller, meeting_id: i64) -> Result<(), Error> {
+        let op = Operation::End;
+        let mut audit = AuditContext::default();
+        let result = async {
+            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let id = meeting_id.to_string();
+            self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
+                let zoom = self.inner.zoom.clone();
+                async move { zoom.end_meeting(&token, meeting_id).await }
+            })
+            .await
+        }
+        .await;
+        self.audit(caller, op, audit, &result).await;
+        result
+    }
+
+    /// Lists the meetings hosted by `user`.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        user: UserRef,
+        query: ListMeetings,
+    ) -> Result<MeetingList, Error> {
+        let op = Operation::List;
+        let mut audit = AuditContext::default();
+        let result = async {
+            let target = self.resolve_user(caller, op, &user, &mut audit).await?;
+            let zoom_user = zoom_user_of(&user, &target);
+            let page: MeetingPage = self
+                .zoom_call(&target.account, TargetKind::User, user.key(), |token| {
+                    let zoom = self.inner.zoom.clone();
+                    let (zoom_user, query) = (zoom_user.clone(), query.clone());
+                    async move { zoom.list_meetings(&token, &zoom_user, &query).await }
+                })
+                .await?;
+            let fields = caller.visible_fields(op, &target.account, &target.email);
+            let meetings = page
+                .meetings
+                .into_iter()
+                .map(|mut m| {
+                    redact(&mut m, fields.contains(SensitiveField::StartUrl), fields.contains(SensitiveField::Password));
+                    m
+                })
+                .collect();
+            Ok(MeetingList {
+                account: target.account,
+                meetings,
+                next_page_token: page.next_page_token.unwrap_or_default(),
+                total_records: page.total_records.unwrap_or_default(),
+            })
+        }
+        .await;
+        self.audit(caller, op, audit, &result).await;
+        result
+    }
+
+    // === routing and authorization ===
+
+    /// Finds the account and host of a meeting: from the ledger, else by probing only the
+    /// accounts in which the caller may do `op`.
+    async fn resolve_meeting(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        meeting_id: i64,
+        audit: &mut AuditContext,
+    ) -> Result<MeetingTarget, Error> {
+        audit.meeting_id = Some(meeting_id);
+        let id = meeting_id.to_string();
+        if let Some(record) = self.ledger_entry(meeting_id).await? {
+            let account = self
+                .inner
+                .accounts
+                .find(&record.account)
+                .map(|a| a.name.clone())
+                .ok_or_else(|| Error::Internal(format!("ledger names unknown account `{}`", record.account)))?;
+            audit.account = Some(account.to_string());
+            audit.user = Some(record.host_email.clone());
+            authorize(caller, op, &account, &record.host_email, TargetKind::Meeting, &id, audit)?;
+            return Ok(MeetingTarget {
+                account,
+                host_email: record.host_email.clone(),
+                probed: None,
+            });
+        }
+
+        let probe_key = format!("meeting:{meeting_id}");
+        let mut failure = None;
+        for account in caller.accounts_for(op) {
+            if self.inner.directory.known_absent(&probe_key, &account) {
+                continue;
+            }
+            match self.fetch_meeting(&account, meeting_id, None).await {
+                Ok(meeting) => {
+                    let host_email = meeting
+                        .host_email
+                        .clone()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    audit.account = Some(account.to_string());
+                    audit.user = Some(host_email.clone());
+                    authorize(caller, op, &account, &host_email, TargetKind::Meeting, &id, audit)?;
+                    self.remember_meeting(MeetingRecord {
+                        meeting_id,
+                        account: account.to_string(),
+                        host_id: meeting.host_id.clone().unwrap_or_default(),
+                        host_email: host_email.clone(),
+                        created_by: String::new(),
+                        created_at: Utc::now(),
+                    })
+                    .await;
+                    return Ok(MeetingTarget {
+                        account,
+                        host_email,
+                        probed: Some(meeting),
+                    });
+                }
+                Err(Error::NotFound { .. }) => self.inner.directory.record_absent(&probe_key, &account),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        Err(failure.unwrap_or(Error::NotFound {
+            kind: TargetKind::Meeting,
+            id,
+        }))
+    }
+
+    /// Finds the account of a user and authorizes `op` on it: by rule, by an earlier probe, else
+    /// by probing the accounts in which the caller may do `op`.
+    async fn resolve_user(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        user: &UserRef,
+        audit: &mut AuditContext,
+    ) -> Result<UserLocation, Error> {
+        let key = user.key();
+        audit.user = Some(key.to_owned());
+        let known = match user {
+            UserRef::Email(email) => self
+                .inner
+                .rules
+                .account_for(email)
+                .map(|account| UserLocation {
+                    account: account.clone(),
+                    user_id: String::new(),
+                    email: email.clone(),
+                })
+                .or_else(|| self.inner.directory.lookup(email)),
+            UserRef::Id(id) => self.inner.directory.lookup(id),
+        };
+        if let Some(location) = known {
+            audit.account = Some(location.account.to_string());
+            audit.user = Some(location.email.clone());
+            authorize(caller, op, &location.account, &location.email, TargetKind::User, key, audit)?;
+            return Ok(location);
+        }
+
+        let candidates: Vec<AccountName> = match user {
+            UserRef::Email(email) => caller
+                .accounts_for(op)
+                .into_iter()
+                .filter(|account| caller.allows(op, account, email))
+                .collect(),
+            UserRef::Id(_) => caller.accounts_for(op),
+        };
+        if candidates.is_empty() {
+            audit.denied = true;
+        }
+        let mut failure = None;
+        for account in candidates {
+            if self.inner.directory.known_absent(key, &account) {
+                continue;
+            }
+            let found = self
+                .zoom_call(&account, TargetKind::User, key, |token| {
+                    let zoom = self.inner.zoom.clone();
+                    let key = key.to_owned();
+                    async move { zoom.get_user(&token, &key).await }
+                })
+                .await;
+            match found {
+                Ok(zoom_user) => {
+                    let location = UserLocation {
+                        account,
+                        user_id: zoom_user.id.clone(),
+                        email: zoom_user.email.to_ascii_lowercase(),
+                    };
+                    self.inner.directory.record_found(location.clone());
+                    audit.account = Some(location.account.to_string());
+                    audit.user = Some(location.email.clone());
+                    authorize(caller, op, &location.account, &location.email, TargetKind::User, key, audit)?;
+                    return Ok(location);
+                }
+                Err(Error::NotFound { .. }) => self.inner.directory.record_absent(key, &account),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        Err(failure.unwrap_or(Error::NotFound {
+            kind: TargetKind::User,
+            id: key.to_owned(),
+        }))
+    }
+
+    async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {
+        if let Some(record) = self.inner.ledger.get(&meeting_id) {
+            return Ok(Some(record.clone()));
+        }
+        let record = self
+            .inner
+            .store
+            .meeting(meeting_id)
+            .await
+            .map_err(|e| Error::Internal(format!("reading the meeting ledger: {e}")))?;
+        Ok(record.map(|record| {
+            let record = Arc::new(record);
+            self.inner.ledger.insert(meeting_id, record.clone());
+            record
+        }))
+    }
+
+    async fn remember_meeting(&self, record: MeetingRecord) {
+        let meeting_id = record.meeting_id;
+        if let Err(error) = self.inner.store.record_meeting(&record).await {
+            tracing::error!(meeting_id, %error, "could not write the meeting ledger");
+        }
+        self.inner.ledger.insert(meeting_id, Arc::new(record));
+    }
+
+    async fn forget_meeting(&self, meeting_id: i64) {
+        self.inner.ledger.remove(&meeting_id);
+        if let Err(error) = self.inner.store.forget_meeting(meeting_id).await {
+            tracing::error!(meeting_id, %error, "could not update the meeting ledger");
+        }
+    }
+
+    // === Zoom calls ===
+
+    async fn fetch_meeting(
+        &self,
+        account: &AccountName,
+        meeting_id: i64,
+        occurrence_id: Option<&str>,
+    ) -> Result<ZoomMeeting, Error> {
+        let id = meeting_id.to_string();
+        self.zoom_call(account, TargetKind::Meeting, &id, |token| {
+            let zoom = self.inner.zoom.clone();
+            let occurrence = occurrence_id.map(str::to_owned);
+            async move { zoom.get_meeting(&token, meeting_id, occurrence.as_deref()).await }
+        })
+        .await
+    }
+
+    /// Runs one Zoom call with the account's token and maps its failure.
+    async fn zoom_call<T, F, Fut>(
+        &self,
+        account: &AccountName,
+        kind: TargetKind,
+        id: &str,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(crate::token::AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, ZoomError>>,
+    {
+        self.inner
+            .tokens
+            .call(account, call)
+            .await
+            .map_err(|error| map_call_error(account, kind, id, error))
+    }
+
+    // === responses and audit ===
+
+    fn view(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        account: AccountName,
+        host_email: &str,
+        mut meeting: ZoomMeeting,
+    ) -> MeetingView {
+        let fields = caller.visible_fields(op, &account, host_email);
+        redact(
+            &mut meeting,
+            fields.contains(SensitiveField::StartUrl),
+            fields.contains(SensitiveField::Password),
+        );
+        MeetingView { account, meeting }
+    }
+
+    /// Records mutating calls and every denial. A failed write is logged, never the caller's problem.
+    async fn audit<T>(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        context: AuditContext,
+        result: &Result<T, Error>,
+    ) {
+        let mutating = matches!(
+            op,
+            Operation::Create | Operation::Update | Operation::Delete | Operation::End
+        );
+        let (outcome, detail) = match result {
+            Ok(_) => (Outcome::Allowed, None),
+            Err(_) if context.denied => (Outcome::Denied, None),
+            Err(error) => (Outcome::Failed, Some(error.reason().to_owned())),
+        };
+        if !mutating && outcome != Outcome::Denied {
+            return;
+        }
+        let record = AuditRecord {
+            id: 0,
+            at: Utc::now(),
+            caller: caller.name.clone(),
+            operation: format!("meetings.{op}"),
+            account: context.account,
+            user: context.user,
+            meeting_id: context.meeting_id,
+            outcome,
+            detail,
+        };
+        if let Err(error) = self.inner.store.append_audit(&record).await {
+            tracing::error!(caller = %record.caller, %error, "could not write an audit record");
+        }
+    }
+}
+
+/// Allows `op`, or answers PERMISSION_DENIED when the caller may otherwise see the target and the
+/// same NOT_FOUND as a missing target when it may not.
+fn authorize(
+    caller: &Caller,
+    op: Operation,
+    account: &AccountName,
+    email: &str,
+    kind: TargetKind,
+    id: &str,
+    audit: &mut AuditContext,
+) -> Result<(), Error> {
+    if caller.allows(op, account, email) {
+        return Ok(());
+    }
+    audit.denied = true;
+    if OPERATIONS.iter().any(|other| caller.allows(*other, account, email)) {
+        Err(Error::PermissionDenied {
+            caller: caller.name.clone(),
+            operation: op,
+            kind,
+            id: id.to_owned(),
+        })
+    } else {
+        Err(Error::NotFound {
+            kind,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// The user path segment for Zoom: the id when known, else what the caller sent.
+fn zoom_user_of(user: &UserRef, location: &UserLocation) -> String {
+    if location.user_id.is_empty() {
+        user.key().to_owned()
+    } else {
+        location.user_id.clone()
+    }
+}
+
+/// Removes the fields that let someone start the meeting as host or join without the passcode.
+fn redact(meeting: &mut ZoomMeeting, start_url: bool, password: bool) {
+    if !start_url {
+        meeting.start_url = None;
+    }
+    if !password {
+        meeting.password = None;
+        for key in PASSWORD_KEYS {
+            meeting.rest.remove(key);
+        }
+        if let Some(join_url) = meeting.join_url.as_mut() {
+            *join_url = strip_query_param(join_url, "pwd");
+        }
+    }
+}
+
+/// Returns `url` without the query parameter `name` (Zoom embeds the passcode in `pwd`).
+fn strip_query_param(url: &str, name: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split('=').next() != Some(name))
+        .collect();
+    if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: CallError) -> Error {
+    let account = account.clone();
+    match error {
+        CallError::Token(error) => {
+            let retry_after = match &error {
+                TokenError::CoolingDown { retry_after } => Some(*retry_after),
+                _ => None,
+            };
+            Error::ZoomUnavailable {
+                account,
+                detail: format!("token: {error}"),
+                retry_after,
+            }
+        }
+        CallError::Zoom(error) => match error {
+            ZoomError::NotFound { .. } => Error::NotFound {
+                kind,
+                id: id.to_owned(),
+            },
+            ZoomError::RateLimited { retry_after, .. } => Error::RateLimited {
+                account,
+                retry_after,
+            },
+            ZoomError::MissingScope { message } => Error::MissingScope {
+                account,
+                detail: message,
+            },
+            ZoomError::Timeout => Error::ZoomTimeout { account },
+            ZoomError::BadRequest {
+                code,
+                message,
+                errors,
+            } => Error::ZoomRejected {
+                account,
+                code,
+                message,
+                fields: errors.into_iter().map(|(field, _)| field).collect(),
+            },
+            other => Error::ZoomUnavailable {
+                account,
+                detail: other.to_string(),
+                retry_after: None,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_the_passcode_parameter() {
+        assert_eq!(
+            strip_query_param("https://z.test/j/1?pwd=abc&uname=x", "pwd"),
+            "https://z.test/j/1?uname=x"
+        );
+        assert_eq!(strip_query_param("https://z.test/j/1?pwd=abc", "pwd"), "https://z.test/j/1");
+        assert_eq!(strip_query_param("https://z.test/j/1", "pwd"), "https://z.test/j/1");
+        assert_eq!(
+            strip_query_param("https://z.test/j/1?pwdx=1", "pwd"),
+            "https://z.test/j/1?pwdx=1"
+        );
+    }
+}

@@ -1,1 +1,218 @@
-//! placeholder
+//! Which Zoom account owns a user: config rules first, then what probes found, cached with TTLs.
+//!
+//! Everything here is pure and synchronous; the probing itself (calls to Zoom) happens in
+//! [`crate::meetings`], which reports the outcome back into the [`Directory`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use crate::accounts::AccountName;
+
+/// Routing rules from the config: explicit emails, then email domains.
+#[derive(Clone, Debug, Default)]
+pub struct RoutingRules {
+    users: HashMap<String, AccountName>,
+    domains: HashMap<String, AccountName>,
+}
+
+impl RoutingRules {
+    /// Adds "`email` lives in `account`"; an email claimed by two accounts is an error.
+    pub fn add_user(&mut self, email: &str, account: &AccountName) -> Result<(), String> {
+        let email = normalize_email(email).ok_or_else(|| format!("`{email}` is not an email address"))?;
+        match self.users.insert(email.clone(), account.clone()) {
+            Some(other) if &other != account => {
+                Err(format!("`{email}` is already routed to account `{other}`"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds "users of `domain` live in `account`"; `@` in front is optional.
+    pub fn add_domain(&mut self, domain: &str, account: &AccountName) -> Result<(), String> {
+        let domain = domain.trim_start_matches('@').to_ascii_lowercase();
+        if !is_domain(&domain) {
+            return Err(format!("`{domain}` is not an email domain"));
+        }
+        match self.domains.insert(domain.clone(), account.clone()) {
+            Some(other) if &other != account => {
+                Err(format!("`{domain}` is already routed to account `{other}`"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Returns the account a rule assigns to `email` (lowercase), explicit emails first.
+    pub fn account_for(&self, email: &str) -> Option<&AccountName> {
+        self.users.get(email).or_else(|| {
+            let (_, domain) = email.rsplit_once('@')?;
+            self.domains.get(domain)
+        })
+    }
+}
+
+/// Lowercases and checks an email address: one `@`, a non-empty local part, a domain.
+pub fn normalize_email(email: &str) -> Option<String> {
+    let email = email.trim();
+    let (local, domain) = email.split_once('@')?;
+    let valid = !local.is_empty()
+        && local.len() <= 64
+        && email.len() <= 254
+        && !local.chars().any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
+        && is_domain(domain);
+    valid.then(|| email.to_ascii_lowercase())
+}
+
+fn is_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A Zoom user and the account it lives in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserLocation {
+    pub account: AccountName,
+    /// Zoom's user id.
+    pub user_id: String,
+    /// Lowercased email.
+    pub email: String,
+}
+
+/// Results of user probes: where users were found, and where they were not, each with a TTL.
+///
+/// Keys are lowercased emails and Zoom user ids. Absence is remembered per account, because a
+/// probe on behalf of one caller only looks into the accounts that caller may use.
+#[derive(Debug)]
+pub struct Directory {
+    found: DashMap<String, (UserLocation, Instant)>,
+    absent: DashMap<(String, AccountName), Instant>,
+    found_ttl: Duration,
+    absent_ttl: Duration,
+}
+
+impl Directory {
+    pub fn new(found_ttl: Duration, absent_ttl: Duration) -> Self {
+        Self {
+            found: DashMap::new(),
+            absent: DashMap::new(),
+            found_ttl,
+            absent_ttl,
+        }
+    }
+
+    /// Returns where `key` (email or user id) was last found, unless that has expired.
+    pub fn lookup(&self, key: &str) -> Option<UserLocation> {
+        let entry = self.found.get(key)?;
+        let (location, expires) = entry.value();
+        (Instant::now() < *expires).then(|| location.clone())
+    }
+
+    /// Tells whether a recent probe found `key` missing from `account`.
+    pub fn known_absent(&self, key: &str, account: &AccountName) -> bool {
+        self.absent
+            .get(&(key.to_owned(), account.clone()))
+            .is_some_and(|expires| Instant::now() < *expires)
+    }
+
+    /// Remembers a user found by a probe, under both its email and its id.
+    pub fn record_found(&self, location: UserLocation) {
+        let expires = Instant::now() + self.found_ttl;
+        self.found
+            .insert(location.user_id.clone(), (location.clone(), expires));
+        self.found.insert(location.email.clone(), (location, expires));
+    }
+
+    /// Remembers that `account` answered "no such user" for `key`.
+    pub fn record_absent(&self, key: &str, account: &AccountName) {
+        self.absent
+            .insert((key.to_owned(), account.clone()), Instant::now() + self.absent_ttl);
+    }
+
+    /// Drops what is known about `key`, e.g. after Zoom said the user does not exist.
+    pub fn forget(&self, key: &str) {
+        if let Some((_, (location, _))) = self.found.remove(key) {
+            self.found.remove(&location.user_id);
+            self.found.remove(&location.email);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> AccountName {
+        AccountName::parse(n).unwrap()
+    }
+
+    #[test]
+    fn explicit_users_win_over_domains() {
+        let mut rules = RoutingRules::default();
+        rules.add_domain("@sales.example", &name("sales")).unwrap();
+        rules.add_user("Boss@Sales.Example", &name("exec")).unwrap();
+        assert_eq!(rules.account_for("boss@sales.example"), Some(&name("exec")));
+        assert_eq!(rules.account_for("ann@sales.example"), Some(&name("sales")));
+        assert_eq!(rules.account_for("ann@sub.sales.example"), None);
+        assert_eq!(rules.account_for("ann@other.example"), None);
+    }
+
+    #[test]
+    fn one_email_or_domain_belongs_to_one_account() {
+        let mut rules = RoutingRules::default();
+        rules.add_user("a@x.example", &name("one")).unwrap();
+        assert!(rules.add_user("A@X.example", &name("two")).is_err());
+        rules.add_domain("x.example", &name("one")).unwrap();
+        assert!(rules.add_domain("@x.example", &name("two")).is_err());
+        assert!(rules.add_user("not-an-email", &name("one")).is_err());
+        assert!(rules.add_domain("bad domain", &name("one")).is_err());
+    }
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(normalize_email(" Ann@X.Example ").as_deref(), Some("ann@x.example"));
+        for bad in ["", "ann", "@x.example", "ann@", "ann@x..example", "a/b@x.example", "a@b@c"] {
+            assert_eq!(normalize_email(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn directory_entries_expire() {
+        let dir = Directory::new(Duration::from_secs(10), Duration::from_secs(5));
+        let loc = UserLocation {
+            account: name("sales"),
+            user_id: "u1".into(),
+            email: "ann@x.example".into(),
+        };
+        dir.record_found(loc.clone());
+        dir.record_absent("bob@x.example", &name("sales"));
+        assert_eq!(dir.lookup("u1"), Some(loc.clone()));
+        assert_eq!(dir.lookup("ann@x.example"), Some(loc));
+        assert!(dir.known_absent("bob@x.example", &name("sales")));
+        assert!(!dir.known_absent("bob@x.example", &name("support")));
+
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(!dir.known_absent("bob@x.example", &name("sales")));
+        assert!(dir.lookup("u1").is_some());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(dir.lookup("u1").is_none());
+    }
+
+    #[test]
+    fn forget_drops_both_keys() {
+        let dir = Directory::new(Duration::from_secs(10), Duration::from_secs(5));
+        dir.record_found(UserLocation {
+            account: name("sales"),
+            user_id: "u1".into(),
+            email: "ann@x.example".into(),
+        });
+        dir.forget("ann@x.example");
+        assert!(dir.lookup("u1").is_none());
+    }
+}

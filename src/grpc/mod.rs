@@ -1,1 +1,251 @@
-//! placeholder
+//! The gRPC face of the gateway: caller authentication, the `zoomgate.v1.Meetings` service, and
+//! the one mapping from [`Error`] to `Status`. Proto types stop here.
+
+pub mod convert;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::Error;
+use crate::meetings::Meetings;
+use crate::policy::{Caller, Policy, sans_of_certificate};
+use crate::proto;
+use crate::proto::meetings_server::MeetingsServer;
+
+/// `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "zoomgate.dev";
+
+/// The `zoomgate.v1.Meetings` service.
+#[derive(Clone)]
+pub struct MeetingsService {
+    meetings: Meetings,
+}
+
+/// The service behind caller authentication; health and reflection stay open.
+pub type AuthenticatedMeetings = tonic::service::interceptor::InterceptedService<
+    MeetingsServer<MeetingsService>,
+    Authenticator,
+>;
+
+impl MeetingsService {
+    pub fn new(meetings: Meetings) -> Self {
+        Self { meetings }
+    }
+
+    /// Wraps the service so that every call carries an authenticated [`Caller`].
+    pub fn into_server(self, policy: Arc<Policy>) -> AuthenticatedMeetings {
+        MeetingsServer::with_interceptor(self, Authenticator { policy })
+    }
+}
+
+/// Identifies the caller of each request: by client certificate SAN, else by API key.
+#[derive(Clone)]
+pub struct Authenticator {
+    policy: Arc<Policy>,
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.authenticate(&request).ok_or_else(|| status(Error::Unauthenticated))?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+impl Authenticator {
+    fn authenticate(&self, request: &Request<()>) -> Option<Arc<Caller>> {
+        if let Some(certs) = request.peer_certs() {
+            // The first certificate is the client's own; the rest is its chain.
+            if let Some(leaf) = certs.first() {
+                let sans = sans_of_certificate(leaf.as_ref());
+                if let Some(caller) = self.policy.caller_by_sans(&sans) {
+                    return Some(caller);
+                }
+            }
+        }
+        let header = request.metadata().get("authorization")?.to_str().ok()?;
+        let (scheme, key) = header.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        self.policy.caller_by_api_key(key.trim())
+    }
+}
+
+fn caller_of<T>(request: &Request<T>) -> Result<Arc<Caller>, Status> {
+    request
+        .extensions()
+        .get::<Arc<Caller>>()
+        .cloned()
+        .ok_or_else(|| status(Error::Unauthenticated))
+}
+
+#[tonic::async_trait]
+impl proto::meetings_server::Meetings for MeetingsService {
+    async fn create_meeting(
+        &self,
+        request: Request<proto::CreateMeetingRequest>,
+    ) -> Result<Response<proto::Meeting>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let (user, body) = (
+            convert::user_ref(request.user.as_ref()),
+            convert::create_body(request.meeting.as_ref()),
+        );
+        let (user, body) = both(user, body).map_err(status)?;
+        let view = self.meetings.create(&caller, user, body).await.map_err(status)?;
+        Ok(Response::new(convert::meeting_to_proto(view)))
+    }
+
+    async fn get_meeting(
+        &self,
+        request: Request<proto::GetMeetingRequest>,
+    ) -> Result<Response<proto::Meeting>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let (id, occurrence) = both(
+            convert::meeting_id(request.meeting_id),
+            convert::occurrence_id(&request.occurrence_id),
+        )
+        .map_err(status)?;
+        let view = self.meetings.get(&caller, id, occurrence).await.map_err(status)?;
+        Ok(Response::new(convert::meeting_to_proto(view)))
+    }
+
+    async fn update_meeting(
+        &self,
+        request: Request<proto::UpdateMeetingRequest>,
+    ) -> Result<Response<proto::Meeting>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let ids = both(
+            convert::meeting_id(request.meeting_id),
+            convert::occurrence_id(&request.occurrence_id),
+        );
+        let body = convert::update_body(request.meeting.as_ref(), request.update_mask.as_ref());
+        let ((id, occurrence), body) = both(ids, body).map_err(status)?;
+        let view = self
+            .meetings
+            .update(&caller, id, occurrence, body)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::meeting_to_proto(view)))
+    }
+
+    async fn delete_meeting(
+        &self,
+        request: Request<proto::DeleteMeetingRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let (id, occurrence) = both(
+            convert::meeting_id(request.meeting_id),
+            convert::occurrence_id(&request.occurrence_id),
+        )
+        .map_err(status)?;
+        self.meetings.delete(&caller, id, occurrence).await.map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_meetings(
+        &self,
+        request: Request<proto::ListMeetingsRequest>,
+    ) -> Result<Response<proto::ListMeetingsResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let (user, query) = both(
+            convert::list_user_ref(request.user.as_ref()),
+            convert::list_query(&request),
+        )
+        .map_err(status)?;
+        let list = self.meetings.list(&caller, user, query).await.map_err(status)?;
+        Ok(Response::new(convert::list_to_proto(list)))
+    }
+
+    async fn end_meeting(
+        &self,
+        request: Request<proto::EndMeetingRequest>,
+    ) -> Result<Response<proto::EndMeetingResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let id = convert::meeting_id(request.get_ref().meeting_id).map_err(status)?;
+        self.meetings.end(&caller, id).await.map_err(status)?;
+        Ok(Response::new(proto::EndMeetingResponse {}))
+    }
+}
+
+/// Combines two validations so that the caller learns about every bad field at once.
+fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(Error::InvalidArgument(mut x)), Err(Error::InvalidArgument(y))) => {
+            x.extend(y);
+            Err(Error::InvalidArgument(x))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// Returns the code the caller sees. Add codes thoughtfully.
+pub fn code(error: &Error) -> Code {
+    match error {
+        Error::InvalidArgument(_) | Error::ZoomRejected { .. } => Code::InvalidArgument,
+        Error::Unauthenticated => Code::Unauthenticated,
+        Error::NotFound { .. } => Code::NotFound,
+        Error::PermissionDenied { .. } => Code::PermissionDenied,
+        Error::RateLimited { .. } => Code::ResourceExhausted,
+        Error::ZoomUnavailable { .. } => Code::Unavailable,
+        Error::ZoomTimeout { .. } => Code::DeadlineExceeded,
+        Error::MissingScope { .. } => Code::FailedPrecondition,
+        Error::Internal(_) => Code::Internal,
+    }
+}
+
+/// Turns an error into a `Status` with `google.rpc` details; logs server-side faults once.
+pub fn status(error: Error) -> Status {
+    let code = code(&error);
+    match code {
+        Code::Internal | Code::Unavailable | Code::FailedPrecondition | Code::DeadlineExceeded => {
+            tracing::warn!(%error, "request failed");
+        }
+        _ => tracing::debug!(%error, "request refused"),
+    }
+    let mut details = ErrorDetails::new();
+    let mut metadata = HashMap::new();
+    match &error {
+        Error::InvalidArgument(violations) => {
+            for v in violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            }
+        }
+        Error::ZoomRejected { fields, code, .. } => {
+            metadata.insert("zoom_code".to_owned(), code.to_string());
+            for field in fields {
+                details.add_bad_request_violation(field.clone(), "rejected by Zoom");
+            }
+        }
+        Error::RateLimited { account, retry_after } => {
+            metadata.insert("account".to_owned(), account.to_string());
+            details.set_retry_info(*retry_after);
+        }
+        Error::ZoomUnavailable {
+            account,
+            retry_after,
+            ..
+        } => {
+            metadata.insert("account".to_owned(), account.to_string());
+            details.set_retry_info(*retry_after);
+        }
+        Error::ZoomTimeout { account } | Error::MissingScope { account, .. } => {
+            metadata.insert("account".to_owned(), account.to_string());
+        }
+        Error::Unauthenticated
+        | Error::NotFound { .. }
+        | Error::PermissionDenied { .. }
+        | Error::Internal(_) => {}
+    }
+    details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);
+    Status::with_error_details(code, error.public_message(), details)
+}
