@@ -1,1 +1,311 @@
-//! placeholder
+//! Durable state of the gateway (meeting ledger, audit log) behind one trait; SQLite by default.
+//!
+//! The trait speaks in plain records so a PostgreSQL implementation (for several replicas) can sit
+//! behind it later. Timestamps are stored as unix milliseconds: anything finer is truncated.
+
+mod sqlite;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+/// Number of audit records returned when the filter names no limit.
+pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
+/// Largest number of audit records one query returns, whatever the filter asks for.
+pub const MAX_AUDIT_LIMIT: u32 = 10_000;
+
+/// Durable state of the gateway. SQLite file by default; one implementation per database.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records which account owns a meeting (written at create time, and after a successful probe). Upsert.
+    async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError>;
+
+    /// Returns the ledger entry of a meeting, if the gateway has recorded one.
+    async fn meeting(&self, meeting_id: i64) -> Result<Option<MeetingRecord>, StoreError>;
+
+    /// Removes the ledger entry after the meeting was deleted. Forgetting an unknown meeting is not an error.
+    async fn forget_meeting(&self, meeting_id: i64) -> Result<(), StoreError>;
+
+    /// Appends one audit record; the store assigns its id (the record's `id` is ignored).
+    async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Newest first, at most `filter.limit` (default 100, max 10_000).
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Waits until every connection is closed, so a restart finds a clean database. Used at shutdown;
+    /// the store must not be used afterwards. Stores without connections have nothing to do.
+    async fn close(&self) {}
+}
+
+/// Which gateway account owns a Zoom meeting, and who created it through the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MeetingRecord {
+    pub meeting_id: i64,
+    /// Gateway account name (`accounts[].name`), not Zoom's account id.
+    pub account: String,
+    pub host_id: String,
+    pub host_email: String,
+    /// Caller name that created the meeting (or whose request found it by probing).
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One audited decision: who asked for what, and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// Assigned by the store, increasing with each append; ignored on append.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub caller: String,
+    /// Operation name, e.g. `meetings.create`.
+    pub operation: String,
+    pub account: Option<String>,
+    /// The Zoom user the request acted on (id or email, as the caller named it).
+    pub user: Option<String>,
+    pub meeting_id: Option<i64>,
+    pub outcome: Outcome,
+    /// Short human-readable reason; never a secret or an upstream response body.
+    pub detail: Option<String>,
+}
+
+/// How an audited request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Authorized and succeeded.
+    Allowed,
+    /// Refused by policy; no upstream call was made.
+    Denied,
+    /// Authorized, but the upstream call or the gateway failed.
+    Failed,
+}
+
+impl Outcome {
+    /// Returns the stored text form: `allowed`, `denied` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = ParseOutcomeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allowed" => Ok(Outcome::Allowed),
+            "denied" => Ok(Outcome::Denied),
+            "failed" => Ok(Outcome::Failed),
+            other => Err(ParseOutcomeError(other.to_owned())),
+        }
+    }
+}
+
+/// Text that is not one of the three outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown outcome `{0}` (expected allowed, denied or failed)")]
+pub struct ParseOutcomeError(String);
+
+/// Narrows an audit query; every field that is set must match. `Default` matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub caller: Option<String>,
+    pub operation: Option<String>,
+    pub account: Option<String>,
+    pub user: Option<String>,
+    pub meeting_id: Option<i64>,
+    pub outcome: Option<Outcome>,
+    /// Inclusive lower bound on `at`.
+    pub since: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on `at`, so consecutive windows never overlap.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many records; see [`AuditFilter::effective_limit`].
+    pub limit: Option<u32>,
+}
+
+impl AuditFilter {
+    /// Returns the number of records the query may return: [`DEFAULT_AUDIT_LIMIT`] when unset,
+    /// capped at [`MAX_AUDIT_LIMIT`]. `Some(0)` asks for nothing and gets nothing.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit
+            .unwrap_or(DEFAULT_AUDIT_LIMIT)
+            .min(MAX_AUDIT_LIMIT)
+    }
+}
+
+/// Why the store could not be opened or could not answer.
+///
+/// Messages name paths and operations, never bound values: those may be personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store location: {0}")]
+    InvalidLocation(String),
+    #[error(
+        "store backend `{0}` is not supported (use sqlite:PATH, sqlite::memory: or a file path)"
+    )]
+    UnsupportedBackend(String),
+    #[error("directory `{}` of the store file does not exist", .0.display())]
+    MissingDirectory(PathBuf),
+    #[error("cannot open store `{}`: {source}", path.display())]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot migrate store `{}`: {source}", path.display())]
+    Migrate {
+        path: PathBuf,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("store query `{operation}` failed: {source}")]
+    Query {
+        operation: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("store holds an unreadable value in {0}")]
+    Corrupt(String),
+}
+
+/// Opens the store named by `location`: "sqlite:PATH", "sqlite::memory:" or a bare file path; creates the file and
+/// runs migrations at start-up. Returns Arc<dyn Store>.
+pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let store = match Location::parse(location)? {
+        Location::SqliteMemory => SqliteStore::open_in_memory().await?,
+        Location::SqliteFile(path) => SqliteStore::open_file(&path).await?,
+    };
+    Ok(Arc::new(store))
+}
+
+/// A parsed store location.
+#[derive(Debug, PartialEq, Eq)]
+enum Location {
+    SqliteMemory,
+    SqliteFile(PathBuf),
+}
+
+impl Location {
+    fn parse(location: &str) -> Result<Self, StoreError> {
+        let location = location.trim();
+        let rest = if let Some(rest) = location
+            .strip_prefix("sqlite://")
+            .or_else(|| location.strip_prefix("sqlite:"))
+        {
+            rest
+        } else if let Some(scheme) = url_scheme(location) {
+            // Names only the scheme: the rest of a database URL may hold a password.
+            return Err(StoreError::UnsupportedBackend(scheme.to_owned()));
+        } else {
+            location
+        };
+        if rest == ":memory:" {
+            return Ok(Location::SqliteMemory);
+        }
+        if rest.is_empty() {
+            return Err(StoreError::InvalidLocation("the path is empty".into()));
+        }
+        if rest.contains('?') {
+            return Err(StoreError::InvalidLocation(format!(
+                "`{rest}`: query parameters are not supported"
+            )));
+        }
+        Ok(Location::SqliteFile(Path::new(rest).to_path_buf()))
+    }
+}
+
+/// Returns the scheme of `location` if it starts like a URL (`postgres:…`), so another database is
+/// refused rather than used as a file name. A file path with a `:` before any `/` needs `sqlite:`.
+fn url_scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once(':')?;
+    let is_scheme = scheme.len() >= 2
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    is_scheme.then_some(scheme)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_round_trips_through_text() {
+        for outcome in [Outcome::Allowed, Outcome::Denied, Outcome::Failed] {
+            assert_eq!(outcome.to_string().parse::<Outcome>(), Ok(outcome));
+        }
+        assert!("Allowed".parse::<Outcome>().is_err());
+        assert!("".parse::<Outcome>().is_err());
+    }
+
+    #[test]
+    fn location_accepts_sqlite_forms_and_bare_paths() {
+        assert_eq!(
+            Location::parse("sqlite::memory:").ok(),
+            Some(Location::SqliteMemory)
+        );
+        assert_eq!(
+            Location::parse("sqlite:data/zoomgate.db").ok(),
+            Some(Location::SqliteFile("data/zoomgate.db".into()))
+        );
+        assert_eq!(
+            Location::parse("sqlite:///var/lib/zoomgate.db").ok(),
+            Some(Location::SqliteFile("/var/lib/zoomgate.db".into()))
+        );
+        assert_eq!(
+            Location::parse("/var/lib/zoomgate/state.db").ok(),
+            Some(Location::SqliteFile("/var/lib/zoomgate/state.db".into()))
+        );
+        assert_eq!(
+            Location::parse("state.db").ok(),
+            Some(Location::SqliteFile("state.db".into()))
+        );
+    }
+
+    #[test]
+    fn location_refuses_other_backends_without_echoing_the_url() {
+        let err = Location::parse("postgres://zoomgate:hunter2@db/zoomgate").unwrap_err();
+        assert!(matches!(&err, StoreError::UnsupportedBackend(s) if s == "postgres"));
+        assert!(!err.to_string().contains("hunter2"));
+        assert!(matches!(
+            Location::parse("mysql:whatever"),
+            Err(StoreError::UnsupportedBackend(_))
+        ));
+    }
+
+    #[test]
+    fn location_refuses_empty_paths_and_query_parameters() {
+        assert!(matches!(
+            Location::parse("sqlite:"),
+            Err(StoreError::InvalidLocation(_))
+        ));
+        assert!(matches!(
+            Location::parse(""),
+            Err(StoreError::InvalidLocation(_))
+        ));
+        assert!(matches!(
+            Location::parse("sqlite:a.db?mode=ro"),
+            Err(StoreError::InvalidLocation(_))
+        ));
+    }
+
+    #[test]
+    fn filter_limit_defaults_and_caps() {
+        let mut filter = AuditFilter::default();
+        assert_eq!(filter.effective_limit(), DEFAULT_AUDIT_LIMIT);
+        filter.limit = Some(7);
+        assert_eq!(filter.effective_limit(), 7);
+        filter.limit = Some(u32::MAX);
+        assert_eq!(filter.effective_limit(), MAX_AUDIT_LIMIT);
+    }
+}
