@@ -1,0 +1,13 @@
+//! Integration tests: the real gateway over gRPC, against the in-process Zoom emulator.
+
+mod support;
+
+mod audit;
+mod errors;
+mod isolation;
+mod logs;
+mod meetings;
+mod mtls;
+mod restart;
+mod tokens;
+mod validation;

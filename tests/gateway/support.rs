@@ -1,0 +1,345 @@
+//! Starts an emulator and a gateway on port 0 and hands out authenticated clients.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use zoomgate::config::RawConfig;
+use zoomgate::emulator::{Emulator, EmulatorConfig};
+use zoomgate::proto;
+use zoomgate::proto::meetings_client::MeetingsClient;
+use zoomgate::store::Store;
+
+pub const ADMIN_KEY: &str = "admin-key";
+pub const SALES_KEY: &str = "sales-key";
+pub const SUPPORT_KEY: &str = "support-key";
+
+/// Zoom account ids in the emulator.
+pub const SALES_ZOOM_ID: &str = "AcmeSales01";
+pub const SUPPORT_ZOOM_ID: &str = "AcmeSupport01";
+pub const LIMITED_ZOOM_ID: &str = "AcmeLimited01";
+
+pub const SALES_SECRET: &str = "sales-client-secret-value";
+pub const SUPPORT_SECRET: &str = "support-client-secret-value";
+pub const LIMITED_SECRET: &str = "limited-client-secret-value";
+
+const ALL_SCOPES: &str = r#"["meeting:write:meeting:admin", "meeting:read:meeting:admin",
+  "meeting:update:meeting:admin", "meeting:delete:meeting:admin", "meeting:read:list_meetings:admin",
+  "meeting:update:status:admin", "user:read:user:admin", "user:read:list_users:admin"]"#;
+
+/// Three Zoom accounts: sales and support with every scope, "limited" that may only read.
+pub fn emulator_config() -> EmulatorConfig {
+    let text = format!(
+        r#"
+[[accounts]]
+account_id = "{SALES_ZOOM_ID}"
+client_id = "sales-client"
+client_secret = "{SALES_SECRET}"
+plan = "pro"
+scopes = {ALL_SCOPES}
+  [[accounts.users]]
+  id = "u-alice"
+  email = "alice@sales.acme.test"
+  [[accounts.users]]
+  id = "u-bob"
+  email = "bob@sales.acme.test"
+  [[accounts.users]]
+  id = "u-erin"
+  email = "erin@partner.test"
+
+[[accounts]]
+account_id = "{SUPPORT_ZOOM_ID}"
+client_id = "support-client"
+client_secret = "{SUPPORT_SECRET}"
+plan = "business"
+scopes = {ALL_SCOPES}
+  [[accounts.users]]
+  id = "u-carol"
+  email = "carol@support.acme.test"
+  [[accounts.users]]
+  id = "u-dave"
+  email = "dave@support.acme.test"
+  [[accounts.users]]
+  id = "u-frank"
+  email = "frank@partner.test"
+
+[[accounts]]
+account_id = "{LIMITED_ZOOM_ID}"
+client_id = "limited-client"
+client_secret = "{LIMITED_SECRET}"
+plan = "free"
+scopes = ["meeting:read:meeting:admin", "user:read:user:admin"]
+  [[accounts.users]]
+  id = "u-gina"
+  email = "gina@limited.test"
+"#
+    );
+    EmulatorConfig::from_toml(&text).expect("test emulator config is valid")
+}
+
+/// The gateway config: partner.test users have no rule, so they are found by probing.
+pub fn gateway_toml(emulator: &Emulator, store: &str) -> String {
+    let hash = zoomgate::policy::hash_api_key;
+    format!(
+        r#"
+listen_addr = "127.0.0.1:0"
+zoom_api_url = "{api}"
+zoom_oauth_url = "{oauth}"
+store = "{store}"
+zoom_timeout_secs = 5
+
+[[accounts]]
+name = "acme-sales"
+zoom_account_id = "{SALES_ZOOM_ID}"
+client_id = "sales-client"
+client_secret_env = "SALES_SECRET"
+domains = ["sales.acme.test"]
+
+[[accounts]]
+name = "acme-support"
+zoom_account_id = "{SUPPORT_ZOOM_ID}"
+client_id = "support-client"
+client_secret_env = "SUPPORT_SECRET"
+plan = "business"
+domains = ["support.acme.test"]
+
+[[accounts]]
+name = "acme-limited"
+zoom_account_id = "{LIMITED_ZOOM_ID}"
+client_id = "limited-client"
+client_secret_env = "LIMITED_SECRET"
+plan = "free"
+users = ["gina@limited.test"]
+
+[[user_groups]]
+name = "support-leads"
+members = ["carol@support.acme.test"]
+
+[[callers]]
+name = "admin"
+api_key_sha256 = ["{admin}"]
+mtls_sans = ["spiffe://acme.test/admin"]
+  [[callers.grants]]
+  accounts = ["*"]
+  users = ["*"]
+  operations = ["*"]
+  fields = ["start_url", "password"]
+
+[[callers]]
+name = "sales-bot"
+api_key_sha256 = ["{sales}"]
+mtls_sans = ["sales-bot.acme.test"]
+  [[callers.grants]]
+  accounts = ["acme-sales"]
+  users = ["@sales.acme.test"]
+  operations = ["read", "list", "create", "update"]
+
+[[callers]]
+name = "support-reader"
+api_key_sha256 = ["{support}"]
+  [[callers.grants]]
+  accounts = ["acme-support"]
+  users = ["group:support-leads", "frank@partner.test"]
+  operations = ["read", "list"]
+  fields = ["password"]
+"#,
+        api = emulator.api_url(),
+        oauth = emulator.oauth_url(),
+        admin = hash(ADMIN_KEY),
+        sales = hash(SALES_KEY),
+        support = hash(SUPPORT_KEY),
+    )
+}
+
+pub fn secrets_env() -> std::collections::HashMap<String, String> {
+    [
+        ("SALES_SECRET", SALES_SECRET),
+        ("SUPPORT_SECRET", SUPPORT_SECRET),
+        ("LIMITED_SECRET", LIMITED_SECRET),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone)]
+pub struct ApiKey(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Client = MeetingsClient<InterceptedService<Channel, ApiKey>>;
+
+/// A running gateway and the emulator it talks to.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub zoom: Emulator,
+    pub store: Arc<dyn Store>,
+    toml: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts with the test config, after `customize` had its say on the raw gateway config text.
+    pub async fn spawn_with(customize: impl FnOnce(&mut String)) -> Self {
+        let zoom = Emulator::start(emulator_config(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("emulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store_path: PathBuf = dir.path().join("zoomgate.db");
+        let mut toml = gateway_toml(&zoom, &format!("sqlite:{}", store_path.display()));
+        customize(&mut toml);
+        let mut gateway = TestGateway {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            store: zoomgate::store::open("sqlite::memory:").await.unwrap(),
+            zoom,
+            toml,
+            stop: None,
+            server: None,
+            _dir: dir,
+        };
+        gateway.start().await;
+        gateway
+    }
+
+    async fn start(&mut self) {
+        let raw: RawConfig = toml::from_str(&self.toml).expect("test config parses");
+        let config = raw
+            .validate(&secrets_env(), std::path::Path::new("."))
+            .expect("test config is valid");
+        let app = zoomgate::App::build(config).await.expect("gateway builds");
+        self.addr = app.local_addr();
+        self.store = app.store();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.server = Some(tokio::spawn(async move {
+            app.run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("gateway runs");
+        }));
+    }
+
+    /// Stops the gateway and starts a new one on the same store and emulator.
+    pub async fn restart(&mut self) {
+        self.shutdown_server().await;
+        self.start().await;
+    }
+
+    async fn shutdown_server(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("gateway task ends cleanly");
+        }
+        self.store.close().await;
+    }
+
+    pub async fn client(&self, key: &str) -> Client {
+        let value = format!("Bearer {key}").parse().expect("ascii key");
+        self.client_with(ApiKey(Some(value))).await
+    }
+
+    pub async fn anonymous_client(&self) -> Client {
+        self.client_with(ApiKey(None)).await
+    }
+
+    async fn client_with(&self, auth: ApiKey) -> Client {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("gateway accepts connections");
+        MeetingsClient::with_interceptor(channel, auth)
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown_server().await;
+        self.zoom.clone().shutdown().await;
+    }
+}
+
+pub fn emulator_secret(config: &EmulatorConfig, account_id: &str) -> String {
+    config
+        .accounts
+        .iter()
+        .find(|a| a.account_id == account_id)
+        .map(|a| a.client_secret.expose_secret().to_owned())
+        .unwrap_or_default()
+}
+
+/// A scheduled meeting starting in the future.
+pub fn scheduled(topic: &str) -> proto::Meeting {
+    proto::Meeting {
+        topic: topic.to_owned(),
+        r#type: proto::MeetingType::Scheduled as i32,
+        start_time: Some(prost_types::Timestamp {
+            seconds: 1_900_000_000,
+            nanos: 0,
+        }),
+        duration_minutes: 30,
+        timezone: "UTC".to_owned(),
+        password: "abc123".to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn create_for(email: &str, topic: &str) -> proto::CreateMeetingRequest {
+    proto::CreateMeetingRequest {
+        user: Some(proto::create_meeting_request::User::UserEmail(email.to_owned())),
+        meeting: Some(scheduled(topic)),
+    }
+}
+
+pub fn get(id: i64) -> proto::GetMeetingRequest {
+    proto::GetMeetingRequest {
+        meeting_id: id,
+        occurrence_id: String::new(),
+    }
+}
+
+pub fn list_for(email: &str) -> proto::ListMeetingsRequest {
+    proto::ListMeetingsRequest {
+        user: Some(proto::list_meetings_request::User::UserEmail(email.to_owned())),
+        ..Default::default()
+    }
+}
+
+/// The field names of a status's BadRequest violations.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// The ErrorInfo reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
