@@ -77,14 +77,22 @@ mod tests {
             hash_api_key("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(parse_key_hash(&hash_api_key("k")), Some(digest_api_key("k")));
+        assert_eq!(
+            parse_key_hash(&hash_api_key("k")),
+            Some(digest_api_key("k"))
+        );
     }
 
     #[test]
     fn key_hashes_must_be_64_hex_digits() {
         let good = hash_api_key("k");
         assert!(parse_key_hash(&good.to_ascii_uppercase()).is_some());
-        for bad in [&good[..63], &format!("{good}0"), &good.replace(|c: char| c.is_ascii_digit(), "g"), ""] {
+        for bad in [
+            &good[..63],
+            &format!("{good}0"),
+            &good.replace(|c: char| c.is_ascii_digit(), "g"),
+            "",
+        ] {
             assert!(parse_key_hash(bad).is_none(), "{bad:?}");
         }
     }
@@ -93,7 +101,9 @@ mod tests {
     fn sans_of_a_certificate_lists_dns_and_uri_names() {
         let mut params = CertificateParams::new(vec!["scheduler.acme.test".to_owned()]).unwrap();
         params.subject_alt_names.push(SanType::URI(
-            "spiffe://acme.test/ns/prod/sa/scheduler".try_into().unwrap(),
+            "spiffe://acme.test/ns/prod/sa/scheduler"
+                .try_into()
+                .unwrap(),
         ));
         params
             .subject_alt_names
@@ -103,7 +113,10 @@ mod tests {
 
         assert_eq!(
             sans_of_certificate(cert.der()),
-            ["scheduler.acme.test", "spiffe://acme.test/ns/prod/sa/scheduler"]
+            [
+                "scheduler.acme.test",
+                "spiffe://acme.test/ns/prod/sa/scheduler"
+            ]
         );
     }
 

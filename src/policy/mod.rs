@@ -58,7 +58,10 @@ impl fmt::Debug for RawCaller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawCaller")
             .field("name", &self.name)
-            .field("api_key_sha256", &format_args!("[{} hashes]", self.api_key_sha256.len()))
+            .field(
+                "api_key_sha256",
+                &format_args!("[{} hashes]", self.api_key_sha256.len()),
+            )
             .field("mtls_sans", &self.mtls_sans)
             .field("grants", &self.grants)
             .finish()
@@ -284,7 +287,10 @@ pub struct Policy {
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
-            .field("callers", &self.callers.iter().map(|c| &c.name).collect::<Vec<_>>())
+            .field(
+                "callers",
+                &self.callers.iter().map(|c| &c.name).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -308,7 +314,10 @@ impl Policy {
         for (index, raw) in callers.iter().enumerate() {
             let path = format!("callers[{index}]");
             if !is_valid_name(&raw.name) {
-                return fail(format!("{path}.name"), PolicyErrorKind::InvalidName(raw.name.clone()));
+                return fail(
+                    format!("{path}.name"),
+                    PolicyErrorKind::InvalidName(raw.name.clone()),
+                );
             }
             if by_name.insert(raw.name.clone(), index).is_some() {
                 return fail(
@@ -350,7 +359,9 @@ impl Policy {
                 .grants
                 .iter()
                 .enumerate()
-                .map(|(i, grant)| build_grant(grant, &format!("{path}.grants[{i}]"), &groups, accounts))
+                .map(|(i, grant)| {
+                    build_grant(grant, &format!("{path}.grants[{i}]"), &groups, accounts)
+                })
                 .collect::<Result<Box<[Grant]>, PolicyError>>()?;
             compiled.push(Arc::new(Caller::new(raw.name.clone(), grants)));
         }
@@ -427,7 +438,10 @@ fn build_groups(raw: &[RawUserGroup]) -> Result<HashMap<&str, Vec<UserSelector>>
     for (index, group) in raw.iter().enumerate() {
         let path = format!("user_groups[{index}]");
         if !is_valid_name(&group.name) {
-            return fail(format!("{path}.name"), PolicyErrorKind::InvalidName(group.name.clone()));
+            return fail(
+                format!("{path}.name"),
+                PolicyErrorKind::InvalidName(group.name.clone()),
+            );
         }
         if groups.contains_key(group.name.as_str()) {
             return fail(
@@ -615,7 +629,9 @@ impl Caller {
         let Some(user) = UserEmail::parse(user_email) else {
             return false;
         };
-        self.grants.iter().any(|grant| grant.covers(op, account, &user))
+        self.grants
+            .iter()
+            .any(|grant| grant.covers(op, account, &user))
     }
 
     /// Returns the accounts in which some grant allows `op` for at least one user, in name order:
@@ -626,7 +642,12 @@ impl Caller {
 
     /// Returns the sensitive fields this caller may see on a meeting of `user_email` in
     /// `account` when doing `op`: the union over the grants that allow exactly that.
-    pub fn visible_fields(&self, op: Operation, account: &AccountName, user_email: &str) -> FieldSet {
+    pub fn visible_fields(
+        &self,
+        op: Operation,
+        account: &AccountName,
+        user_email: &str,
+    ) -> FieldSet {
         let Some(user) = UserEmail::parse(user_email) else {
             return FieldSet::EMPTY;
         };

@@ -37,8 +37,7 @@ impl<'a> UserEmail<'a> {
             return None;
         }
         let at = email.find('@')?;
-        let well_formed =
-            at > 0 && at + 1 < email.len() && !email[at + 1..].contains('@');
+        let well_formed = at > 0 && at + 1 < email.len() && !email[at + 1..].contains('@');
         if !well_formed {
             return None;
         }
@@ -189,7 +188,10 @@ mod tests {
         assert!(selects("alice@sales.acme.test", "alice@sales.acme.test"));
         assert!(selects("Alice@Sales.ACME.test", "aLICE@sales.acme.TEST"));
         assert!(!selects("alice@sales.acme.test", "alice2@sales.acme.test"));
-        assert!(!selects("alice@sales.acme.test", "alice@sales.acme.test.evil"));
+        assert!(!selects(
+            "alice@sales.acme.test",
+            "alice@sales.acme.test.evil"
+        ));
         assert!(!selects("alice@sales.acme.test", "xalice@sales.acme.test"));
     }
 
@@ -234,7 +236,15 @@ mod tests {
     #[test]
     fn star_matches_every_well_formed_address_only() {
         assert!(selects("*", "anyone@anywhere.test"));
-        for bad in ["", "alice", "@acme.test", "alice@", "a@b@acme.test", "a b@acme.test", "a@acme.test\n"] {
+        for bad in [
+            "",
+            "alice",
+            "@acme.test",
+            "alice@",
+            "a@b@acme.test",
+            "a b@acme.test",
+            "a@acme.test\n",
+        ] {
             assert!(!selects("*", bad), "{bad:?}");
         }
     }
