@@ -246,6 +246,9 @@ pub enum PolicyErrorKind {
     NoIdentity,
     #[error("expected 64 hex characters")]
     InvalidKeyHash,
+    /// Such an entry would let a request with an empty bearer token in.
+    #[error("this is the hash of the empty key")]
+    EmptyKeyHash,
     #[error("invalid SAN {san:?}: {reason}")]
     InvalidSan { san: String, reason: &'static str },
     /// Names the first occurrence by path, not by value, so a key hash is never echoed.
@@ -333,6 +336,9 @@ impl Policy {
                 let Some(hash) = identity::parse_key_hash(text) else {
                     return fail(here, PolicyErrorKind::InvalidKeyHash);
                 };
+                if hash == identity::digest_api_key("") {
+                    return fail(here, PolicyErrorKind::EmptyKeyHash);
+                }
                 if let Some(first) = hash_paths.get(&hash) {
                     return fail(here, PolicyErrorKind::DuplicateIdentity(first.clone()));
                 }
@@ -380,6 +386,9 @@ impl Policy {
     /// The key is hashed first, then compared with every configured hash in constant time with
     /// no early exit, so timing reveals neither which caller matched nor how much of a hash did.
     pub fn caller_by_api_key(&self, presented: &str) -> Option<Arc<Caller>> {
+        if presented.is_empty() {
+            return None;
+        }
         let presented = identity::digest_api_key(presented);
         // One plus the caller index of the match; 0 while nothing matched.
         let mut found = 0u64;

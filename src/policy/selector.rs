@@ -1,4 +1,5 @@
-//! User selectors of a grant (exact email, `@domain`, `*` glob, every user) and the email they match.
+//! User selectors of a grant (exact email, `@domain`, `*` glob, every user) and the email they
+//! match.
 //!
 //! Case folding is ASCII-only on both sides: a non-ASCII letter in another case does not match,
 //! which can only deny, never widen a grant.
@@ -30,7 +31,8 @@ pub(super) struct UserEmail<'a> {
 }
 
 impl<'a> UserEmail<'a> {
-    /// Returns `None` for anything that is not `local@domain`; such a user is denied by every grant.
+    /// Returns `None` for anything that is not `local@domain`; such a user is denied by every
+    /// grant.
     /// Allocates only when the address has ASCII capitals.
     pub(super) fn parse(email: &'a str) -> Option<Self> {
         if has_space_or_control(email) {

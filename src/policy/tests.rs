@@ -625,13 +625,27 @@ fn structural_errors_name_their_path() {
         ("user_groups[0].members", PolicyErrorKind::Empty)
     );
 
-    let twice = "[[user_groups]]\nname = \"g\"\nmembers = [\"*\"]\n[[user_groups]]\nname = \"g\"\nmembers = [\"*\"]";
-    let err = build(twice).expect_err("duplicate group");
+    let group = "[[user_groups]]\nname = \"g\"\nmembers = [\"*\"]\n";
+    let twice = format!("{group}{group}");
+    let err = build(&twice).expect_err("duplicate group");
     assert_eq!(
         (err.path.as_str(), err.kind),
         (
             "user_groups[1].name",
             PolicyErrorKind::DuplicateGroup("g".into())
+        )
+    );
+
+    let empty_key = format!(
+        "[[callers]]\nname = \"c\"\napi_key_sha256 = [\"{}\"]",
+        hash_api_key("")
+    );
+    let err = build(&empty_key).expect_err("empty key");
+    assert_eq!(
+        (err.path.as_str(), err.kind),
+        (
+            "callers[0].api_key_sha256[0]",
+            PolicyErrorKind::EmptyKeyHash
         )
     );
 
@@ -793,7 +807,8 @@ fn groups_strategy() -> impl Strategy<Value = Vec<(String, Vec<String>)>> {
 fn decision_strategy() -> impl Strategy<Value = (Operation, &'static str, String)> {
     let user = prop_oneof![
         8 => email_strategy(),
-        1 => prop::sample::select(vec!["", "acme.test", "a@b@acme.test", "@acme.test", "a@"]).prop_map(str::to_owned),
+        1 => prop::sample::select(vec!["", "acme.test", "a@b@acme.test", "@acme.test", "a@"])
+            .prop_map(str::to_owned),
     ];
     (
         prop::sample::select(Operation::ALL.to_vec()),
@@ -803,7 +818,7 @@ fn decision_strategy() -> impl Strategy<Value = (Operation, &'static str, String
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn decisions_agree_with_the_reference_model(
@@ -837,7 +852,14 @@ proptest! {
                 .filter_map(|f| SensitiveField::parse(f))
                 .collect();
             let account = account(account_name);
-            prop_assert_eq!(caller.allows(op, &account, &user), !allowing.is_empty(), "{} {} {:?}", op, account_name, user);
+            prop_assert_eq!(
+                caller.allows(op, &account, &user),
+                !allowing.is_empty(),
+                "{} {} {:?}",
+                op,
+                account_name,
+                user
+            );
             prop_assert_eq!(caller.visible_fields(op, &account, &user), expected_fields);
         }
 
@@ -845,7 +867,11 @@ proptest! {
             let expected: Vec<&str> = PROP_ACCOUNTS
                 .iter()
                 .copied()
-                .filter(|name| grants.iter().any(|g| listed(&g.accounts, name) && listed(&g.operations, op.as_str())))
+                .filter(|name| {
+                    grants
+                        .iter()
+                        .any(|g| listed(&g.accounts, name) && listed(&g.operations, op.as_str()))
+                })
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
