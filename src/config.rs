@@ -197,6 +197,8 @@ pub enum ConfigError {
     Syntax(String),
     #[error("{field}: {problem}")]
     Invalid { field: String, problem: String },
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -329,8 +331,7 @@ impl RawConfig {
                 "at least one caller is needed; without one every request is refused",
             ));
         }
-        let policy = Policy::build(&self.callers, &self.user_groups, &accounts)
-            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let policy = Policy::build(&self.callers, &self.user_groups, &accounts)?;
 
         Ok(Config {
             listen_addr,

@@ -18,16 +18,6 @@ use crate::store::{AuditRecord, MeetingRecord, Outcome, Store};
 use crate::token::{CallError, TokenCache, TokenError};
 use crate::zoom::{ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting};
 
-/// Every operation, to tell "may see but not do" from "may not see at all".
-const OPERATIONS: [Operation; 6] = [
-    Operation::Read,
-    Operation::List,
-    Operation::Create,
-    Operation::Update,
-    Operation::Delete,
-    Operation::End,
-];
-
 /// Zoom keys that carry the meeting passcode in some form.
 const PASSWORD_KEYS: [&str; 3] = ["h323_password", "pstn_password", "encrypted_password"];
 
@@ -332,7 +322,7 @@ impl Meetings {
 
         let probe_key = format!("meeting:{meeting_id}");
         let mut failure = None;
-        for account in caller.accounts_for(op) {
+        for account in caller.accounts_for(op).iter().cloned() {
             if self.inner.directory.known_absent(&probe_key, &account) {
                 continue;
             }
@@ -405,10 +395,11 @@ impl Meetings {
         let candidates: Vec<AccountName> = match user {
             UserRef::Email(email) => caller
                 .accounts_for(op)
-                .into_iter()
+                .iter()
                 .filter(|account| caller.allows(op, account, email))
+                .cloned()
                 .collect(),
-            UserRef::Id(_) => caller.accounts_for(op),
+            UserRef::Id(_) => caller.accounts_for(op).to_vec(),
         };
         if candidates.is_empty() {
             audit.denied = true;
@@ -587,7 +578,7 @@ fn authorize(
         return Ok(());
     }
     audit.denied = true;
-    if OPERATIONS.iter().any(|other| caller.allows(*other, account, email)) {
+    if Operation::ALL.iter().any(|other| caller.allows(*other, account, email)) {
         Err(Error::PermissionDenied {
             caller: caller.name.clone(),
             operation: op,
