@@ -16,9 +16,9 @@ use zoomgate::proto;
 use zoomgate::proto::meetings_client::MeetingsClient;
 use zoomgate::store::Store;
 
-pub const ADMIN_KEY: &str = "admin-key";
-pub const SALES_KEY: &str = "sales-key";
-pub const SUPPORT_KEY: &str = "support-key";
+pub const ADMIN_KEY: &str = "zk_admin_5f2b9c0e";
+pub const SALES_KEY: &str = "zk_sales_81d3e0aa";
+pub const SUPPORT_KEY: &str = "zk_support_c4a7f19b";
 
 /// Zoom account ids in the emulator.
 pub const SALES_ZOOM_ID: &str = "AcmeSales01";
@@ -172,6 +172,12 @@ pub fn secrets_env() -> std::collections::HashMap<String, String> {
 #[derive(Clone)]
 pub struct ApiKey(Option<MetadataValue<Ascii>>);
 
+impl ApiKey {
+    pub fn new(value: Option<MetadataValue<Ascii>>) -> Self {
+        ApiKey(value)
+    }
+}
+
 impl tonic::service::Interceptor for ApiKey {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
@@ -188,6 +194,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub zoom: Emulator,
     pub store: Arc<dyn Store>,
+    /// The SQLite location, for tools such as `zoomgate audit`.
+    pub store_location: String,
     toml: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -206,11 +214,13 @@ impl TestGateway {
             .expect("emulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let store_path: PathBuf = dir.path().join("zoomgate.db");
-        let mut toml = gateway_toml(&zoom, &format!("sqlite:{}", store_path.display()));
+        let store_location = format!("sqlite:{}", store_path.display());
+        let mut toml = gateway_toml(&zoom, &store_location);
         customize(&mut toml);
         let mut gateway = TestGateway {
             addr: "127.0.0.1:0".parse().unwrap(),
             store: zoomgate::store::open("sqlite::memory:").await.unwrap(),
+            store_location,
             zoom,
             toml,
             stop: None,
