@@ -570,3 +570,6 @@ fn truncate(text: &str) -> String {
         None => text.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests;
