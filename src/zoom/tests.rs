@@ -85,6 +85,11 @@ async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
+/// Starts a server that accepts requests and never answers them.
+async fn hanging_zoom() -> String {
+    serve(Router::new().fallback(std::future::pending::<AxumStatus>)).await
+}
+
 fn client_for(base: &str, timeout: Duration) -> ZoomClient {
     let endpoints = ZoomEndpoints {
         api_url: format!("{base}/v2"),
@@ -266,8 +271,7 @@ async fn an_unreachable_token_endpoint_is_unavailable() {
 
 #[tokio::test]
 async fn a_hanging_token_endpoint_times_out_as_unavailable() {
-    let app = Router::new().fallback(|| std::future::pending::<AxumStatus>());
-    let base = serve(app).await;
+    let base = hanging_zoom().await;
 
     let error = client_for(&base, Duration::from_millis(200))
         .request_token(&account())
@@ -719,8 +723,7 @@ async fn undecodable_success_bodies_are_decode_errors_without_body_text() {
 
 #[tokio::test]
 async fn a_slow_zoom_is_a_timeout() {
-    let app = Router::new().fallback(|| std::future::pending::<AxumStatus>());
-    let base = serve(app).await;
+    let base = hanging_zoom().await;
 
     let error = client_for(&base, Duration::from_millis(200))
         .get_meeting(&token(), 1, None)
@@ -784,4 +787,54 @@ async fn a_trailing_slash_in_the_api_url_is_harmless() {
     client.get_meeting(&token(), 1, None).await.unwrap();
 
     assert_eq!(fake.only_request().uri, "/v2/meetings/1");
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_replaced_and_the_call_retried_once() {
+    let issued = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let fake = Fake::start(move |seen| {
+        if seen.uri == "/oauth/token" {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            return reply(
+                200,
+                json!({"access_token": format!("eyJ{n}"), "expires_in": 3600}),
+            );
+        }
+        match header(seen, "authorization") {
+            "Bearer eyJ1" => reply(
+                401,
+                json!({"code": 124, "message": "Invalid access token."}),
+            ),
+            _ => reply(200, json!({"id": 9, "topic": "ok"})),
+        }
+    })
+    .await;
+    let client = fake.client();
+    let cache = TokenCache::new(
+        client.clone(),
+        &Accounts::new([account()]),
+        TokenSettings::default(),
+    );
+    let name = AccountName::parse("sales").unwrap();
+
+    let meeting = cache
+        .call(&name, |token| {
+            let client = client.clone();
+            async move { client.get_meeting(&token, 9, None).await }
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(meeting.id, 9);
+    assert_eq!(cache.fetches(&name), 2);
+    let calls: Vec<_> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.uri, header(r, "authorization")))
+        .filter(|c| c.starts_with("/v2"))
+        .collect();
+    assert_eq!(
+        calls,
+        ["/v2/meetings/9 Bearer eyJ1", "/v2/meetings/9 Bearer eyJ2"]
+    );
 }
