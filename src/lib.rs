@@ -31,3 +31,7 @@ pub mod store;
 pub mod telemetry;
 pub mod token;
 pub mod zoom;
+
+
+
+
