@@ -1,1 +1,830 @@
-//! placeholder
+//! Per-account Server-to-Server token cache: early refresh, one fetch in flight, purge on 401,
+//! cooldown after failures.
+//!
+//! Every gateway request asks for a token, so the hot path is one `RwLock` read of an `Arc`.
+//! Only a missing or ageing token takes the account's `tokio::sync::Mutex`, which is held across
+//! the fetch so that however many requests wait, Zoom sees one token request per account.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::accounts::{Account, AccountName, Accounts};
+use crate::zoom::{ZoomClient, ZoomError};
+
+/// A Zoom bearer token. `Debug` is redacted; [`AccessToken::expose`] is the only way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        Self(token.into())
+    }
+
+    /// Returns the token text, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// A successful answer of Zoom's token endpoint.
+#[derive(Clone, Debug)]
+pub struct TokenGrant {
+    pub access_token: AccessToken,
+    /// Lifetime Zoom granted (`expires_in`, always > 0).
+    pub expires_in: Duration,
+    /// Space-separated scopes of the token.
+    pub scope: Option<String>,
+    /// The account's regional API base; informational, the configured `api_url` is used.
+    pub api_url: Option<String>,
+}
+
+/// Why no token is available. Never holds the secret or a token.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// The account is not in the configuration.
+    #[error("unknown account `{0}`")]
+    UnknownAccount(AccountName),
+    /// Zoom refused the credentials or the request (4xx with an OAuth error body).
+    #[error("zoom rejected the token request with status {status} ({error}): {reason}")]
+    Rejected {
+        status: u16,
+        error: String,
+        reason: String,
+    },
+    /// The token endpoint answered, but not with a usable token.
+    #[error("malformed token response: {0}")]
+    Malformed(&'static str),
+    /// The token endpoint failed (5xx, 429, connection error or timeout).
+    #[error("zoom token endpoint unavailable: {0}")]
+    Unavailable(String),
+    /// Recent fetches failed; no new one is tried before `retry_after`.
+    #[error("token fetch cooling down after failures, retry after {retry_after:?}")]
+    CoolingDown { retry_after: Duration },
+}
+
+/// Error of [`TokenCache::call`]: no token, or Zoom's answer.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum CallError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Zoom(#[from] ZoomError),
+}
+
+/// Refresh and failure timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// A token is replaced once its remaining lifetime drops below this (default 5 min); clamped
+    /// to half the lifetime for short-lived tokens.
+    pub refresh_margin: Duration,
+    /// Cooldown after the first failed fetch (default 1 s); doubles with each further failure.
+    pub failure_cooldown: Duration,
+    /// Upper bound of the cooldown (default 60 s).
+    pub max_cooldown: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            refresh_margin: Duration::from_secs(300),
+            failure_cooldown: Duration::from_secs(1),
+            max_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Tokens of all configured accounts. Cloning is shallow.
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fetcher: Fetcher,
+    settings: TokenSettings,
+    /// Fixed at start-up like the account table, so a plain map.
+    slots: HashMap<AccountName, Slot>,
+}
+
+/// Where tokens come from: Zoom, or a scripted source in tests.
+enum Fetcher {
+    Zoom(ZoomClient),
+    #[cfg(test)]
+    Fake(tests::FakeFetch),
+}
+
+impl Fetcher {
+    async fn fetch(&self, account: &Account) -> Result<TokenGrant, TokenError> {
+        match self {
+            Self::Zoom(client) => client.request_token(account).await,
+            #[cfg(test)]
+            Self::Fake(fake) => fake(account).await,
+        }
+    }
+}
+
+/// One account's token state.
+struct Slot {
+    account: Arc<Account>,
+    /// The token served on the hot path.
+    current: RwLock<Option<Arc<CachedToken>>>,
+    /// Held across a fetch: one flight per account.
+    flight: tokio::sync::Mutex<Flight>,
+    /// Number of finished flights; a waiter that sees it move knows a flight ended meanwhile.
+    flights_done: AtomicU64,
+    /// Token requests sent to Zoom.
+    fetches: AtomicU64,
+}
+
+struct CachedToken {
+    token: AccessToken,
+    /// From then on a new token is fetched (expiry minus the margin).
+    refresh_at: Instant,
+    /// From then on the token is never served.
+    expires_at: Instant,
+}
+
+/// Failure bookkeeping, guarded by the flight mutex.
+#[derive(Default)]
+struct Flight {
+    consecutive_failures: u32,
+    cooldown_until: Option<Instant>,
+    /// Outcome of the last flight if it failed, handed to those who waited for it.
+    last_failure: Option<TokenError>,
+}
+
+// === impl TokenCache ===
+
+impl TokenCache {
+    pub fn new(client: ZoomClient, accounts: &Accounts, settings: TokenSettings) -> Self {
+        Self::with_fetcher(Fetcher::Zoom(client), accounts, settings)
+    }
+
+    fn with_fetcher(fetcher: Fetcher, accounts: &Accounts, settings: TokenSettings) -> Self {
+        let slots = accounts
+            .iter()
+            .map(|account| {
+                let slot = Slot {
+                    account: Arc::clone(account),
+                    current: RwLock::new(None),
+                    flight: tokio::sync::Mutex::new(Flight::default()),
+                    flights_done: AtomicU64::new(0),
+                    fetches: AtomicU64::new(0),
+                };
+                (account.name.clone(), slot)
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                fetcher,
+                settings,
+                slots,
+            }),
+        }
+    }
+
+    /// Returns a token of `account` valid for at least the margin, fetching one if needed.
+    ///
+    /// While fetches fail, a token that is due for refresh but not expired is still returned.
+    pub async fn token(&self, account: &AccountName) -> Result<AccessToken, TokenError> {
+        let slot = self.slot(account)?;
+        if let Some(token) = slot.fresh(Instant::now()) {
+            return Ok(token);
+        }
+        let flights_seen = slot.flights_done.load(Ordering::Acquire);
+        let mut flight = slot.flight.lock().await;
+
+        // Someone else's flight may have ended while we waited: share its result.
+        let now = Instant::now();
+        if let Some(token) = slot.fresh(now) {
+            return Ok(token);
+        }
+        let shared_failure = if slot.flights_done.load(Ordering::Acquire) == flights_seen {
+            None
+        } else {
+            flight.last_failure.clone()
+        };
+        let cooling = flight.cooldown_until.filter(|&until| until > now);
+        let failure = match (shared_failure, cooling) {
+            (Some(error), _) => Some(error),
+            (None, Some(until)) => Some(TokenError::CoolingDown {
+                retry_after: until - now,
+            }),
+            (None, None) => None,
+        };
+        if let Some(error) = failure {
+            // An ageing token is still better than an error, until it expires.
+            return slot.unexpired(now).ok_or(error);
+        }
+        self.fetch(slot, &mut flight).await
+    }
+
+    /// Forgets `token` if it is still the cached one (after Zoom said 401/124), so that a
+    /// concurrent purge of an older token never throws away a newer one.
+    pub fn purge(&self, account: &AccountName, token: &AccessToken) {
+        let Ok(slot) = self.slot(account) else {
+            return;
+        };
+        let mut current = slot.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| c.token == *token) {
+            *current = None;
+            tracing::info!(account = %account, "purged the token zoom rejected");
+        }
+    }
+
+    /// Runs `call` with the account's token; on [`ZoomError::InvalidToken`] purges that token
+    /// and runs `call` once more with a fresh one.
+    ///
+    /// Retrying is safe even for writes: Zoom rejected the token before doing anything.
+    pub async fn call<T, F, Fut>(&self, account: &AccountName, call: F) -> Result<T, CallError>
+    where
+        F: Fn(AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, ZoomError>>,
+    {
+        let token = self.token(account).await?;
+        match call(token.clone()).await {
+            Err(ZoomError::InvalidToken { .. }) => {
+                self.purge(account, &token);
+                tracing::info!(account = %account, "zoom rejected the token, retrying with a new one");
+                let fresh = self.token(account).await?;
+                let result = call(fresh.clone()).await;
+                if matches!(result, Err(ZoomError::InvalidToken { .. })) {
+                    self.purge(account, &fresh);
+                }
+                result.map_err(CallError::Zoom)
+            }
+            result => result.map_err(CallError::Zoom),
+        }
+    }
+
+    /// Returns how many token requests were sent to Zoom for `account` (0 if unknown).
+    pub fn fetches(&self, account: &AccountName) -> u64 {
+        self.slot(account)
+            .map_or(0, |slot| slot.fetches.load(Ordering::Relaxed))
+    }
+
+    /// Tells whether `account` holds an unexpired token, for readiness.
+    pub fn has_token(&self, account: &AccountName) -> bool {
+        self.slot(account)
+            .is_ok_and(|slot| slot.unexpired(Instant::now()).is_some())
+    }
+
+    fn slot(&self, account: &AccountName) -> Result<&Slot, TokenError> {
+        self.inner
+            .slots
+            .get(account)
+            .ok_or_else(|| TokenError::UnknownAccount(account.clone()))
+    }
+
+    /// Fetches a token while holding the flight lock and records the outcome.
+    async fn fetch(&self, slot: &Slot, flight: &mut Flight) -> Result<AccessToken, TokenError> {
+        let name = &slot.account.name;
+        slot.fetches.fetch_add(1, Ordering::Relaxed);
+        // The lifetime counts from the moment the request leaves, never from the answer.
+        let sent_at = Instant::now();
+        let result = self
+            .inner
+            .fetcher
+            .fetch(&slot.account)
+            .await
+            .and_then(|grant| self.cache_entry(grant, sent_at));
+        slot.flights_done.fetch_add(1, Ordering::Release);
+        match result {
+            Ok(entry) => {
+                let token = entry.token.clone();
+                *slot.current.write().unwrap_or_else(PoisonError::into_inner) = Some(entry);
+                *flight = Flight::default();
+                tracing::debug!(account = %name, "fetched a zoom token");
+                Ok(token)
+            }
+            Err(error) => {
+                flight.consecutive_failures = flight.consecutive_failures.saturating_add(1);
+                let cooldown = self.cooldown(flight.consecutive_failures);
+                flight.cooldown_until = Instant::now().checked_add(cooldown);
+                flight.last_failure = Some(error.clone());
+                tracing::warn!(
+                    account = %name,
+                    error = %error,
+                    failures = flight.consecutive_failures,
+                    cooldown_ms = cooldown.as_millis() as u64,
+                    "zoom token fetch failed"
+                );
+                slot.unexpired(Instant::now()).ok_or(error)
+            }
+        }
+    }
+
+    /// Computes when a granted token must be refreshed and when it expires.
+    fn cache_entry(
+        &self,
+        grant: TokenGrant,
+        sent_at: Instant,
+    ) -> Result<Arc<CachedToken>, TokenError> {
+        let lifetime = grant.expires_in;
+        let margin = self.inner.settings.refresh_margin.min(lifetime / 2);
+        let expires_at = sent_at
+            .checked_add(lifetime)
+            .ok_or(TokenError::Malformed("expires_in is out of range"))?;
+        if expires_at <= Instant::now() {
+            return Err(TokenError::Malformed("token expired before it arrived"));
+        }
+        Ok(Arc::new(CachedToken {
+            token: grant.access_token,
+            refresh_at: expires_at - margin,
+            expires_at,
+        }))
+    }
+
+    /// Returns the cooldown after `failures` consecutive failures: doubling, capped.
+    fn cooldown(&self, failures: u32) -> Duration {
+        let TokenSettings {
+            failure_cooldown,
+            max_cooldown,
+            ..
+        } = self.inner.settings;
+        let factor = 1_u32 << failures.saturating_sub(1).min(20);
+        failure_cooldown
+            .checked_mul(factor)
+            .unwrap_or(max_cooldown)
+            .min(max_cooldown)
+    }
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("accounts", &self.inner.slots.len())
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Slot ===
+
+impl Slot {
+    fn cached(&self) -> Option<Arc<CachedToken>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Returns the cached token if it needs no refresh yet.
+    fn fresh(&self, now: Instant) -> Option<AccessToken> {
+        self.cached()
+            .filter(|c| now < c.refresh_at)
+            .map(|c| c.token.clone())
+    }
+
+    /// Returns the cached token if it has not expired, even if it is due for refresh.
+    fn unexpired(&self, now: Instant) -> Option<AccessToken> {
+        self.cached()
+            .filter(|c| now < c.expires_at)
+            .map(|c| c.token.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::accounts::Plan;
+
+    pub(super) type FakeFetch = Arc<
+        dyn Fn(&Account) -> Pin<Box<dyn Future<Output = Result<TokenGrant, TokenError>> + Send>>
+            + Send
+            + Sync,
+    >;
+
+    /// A scripted token endpoint: answers from a queue (then repeats the last answer), after
+    /// `delay` of (paused) time, numbering tokens so tests can tell them apart.
+    #[derive(Clone, Default)]
+    struct Script {
+        answers: Arc<Mutex<Vec<Answer>>>,
+        served: Arc<AtomicU64>,
+        delay: Duration,
+    }
+
+    #[derive(Clone)]
+    enum Answer {
+        Token { expires_in: Duration },
+        Fail(TokenError),
+    }
+
+    impl Script {
+        fn new(answers: Vec<Answer>) -> Self {
+            Self {
+                answers: Arc::new(Mutex::new(answers)),
+                ..Self::default()
+            }
+        }
+
+        fn delayed(mut self, delay: Duration) -> Self {
+            self.delay = delay;
+            self
+        }
+
+        fn fetcher(&self) -> Fetcher {
+            let script = self.clone();
+            Fetcher::Fake(Arc::new(move |_account| {
+                let script = script.clone();
+                Box::pin(async move {
+                    tokio::time::sleep(script.delay).await;
+                    let answer = {
+                        let mut answers = script.answers.lock().unwrap();
+                        if answers.len() > 1 {
+                            answers.remove(0)
+                        } else {
+                            answers[0].clone()
+                        }
+                    };
+                    let n = script.served.fetch_add(1, Ordering::SeqCst) + 1;
+                    match answer {
+                        Answer::Token { expires_in } => Ok(TokenGrant {
+                            access_token: AccessToken::new(format!("token-{n}")),
+                            expires_in,
+                            scope: None,
+                            api_url: None,
+                        }),
+                        Answer::Fail(error) => Err(error),
+                    }
+                })
+            }))
+        }
+    }
+
+    fn hour() -> Answer {
+        Answer::Token {
+            expires_in: Duration::from_secs(3600),
+        }
+    }
+
+    fn unavailable() -> Answer {
+        Answer::Fail(TokenError::Unavailable("zoom answered 503".into()))
+    }
+
+    fn sales() -> AccountName {
+        AccountName::parse("sales").unwrap()
+    }
+
+    fn accounts() -> Accounts {
+        Accounts::new([Account {
+            name: sales(),
+            zoom_account_id: "acc-1".into(),
+            client_id: "cid".into(),
+            client_secret: SecretString::from("hunter2"),
+            plan: Plan::Pro,
+        }])
+    }
+
+    fn cache(script: &Script) -> TokenCache {
+        TokenCache::with_fetcher(script.fetcher(), &accounts(), TokenSettings::default())
+    }
+
+    async fn advance(by: Duration) {
+        tokio::time::advance(by).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_token_is_served_from_the_cache() {
+        let script = Script::new(vec![hour()]);
+        let cache = cache(&script);
+
+        let first = cache.token(&sales()).await.unwrap();
+        let second = cache.token(&sales()).await.unwrap();
+
+        assert_eq!(first, second);
+        assert_eq!(cache.fetches(&sales()), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_token_is_refreshed_before_it_expires() {
+        let script = Script::new(vec![hour()]);
+        let cache = cache(&script);
+        let first = cache.token(&sales()).await.unwrap();
+
+        advance(Duration::from_secs(3600 - 300 - 1)).await;
+        assert_eq!(cache.token(&sales()).await.unwrap(), first);
+
+        advance(Duration::from_secs(2)).await;
+        let second = cache.token(&sales()).await.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(cache.fetches(&sales()), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_margin_is_clamped_to_half_a_short_lifetime() {
+        let script = Script::new(vec![Answer::Token {
+            expires_in: Duration::from_secs(60),
+        }]);
+        let cache = cache(&script);
+        let first = cache.token(&sales()).await.unwrap();
+
+        advance(Duration::from_secs(29)).await;
+        assert_eq!(cache.token(&sales()).await.unwrap(), first);
+        advance(Duration::from_secs(2)).await;
+        assert_ne!(cache.token(&sales()).await.unwrap(), first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lifetime_counts_from_when_the_request_was_sent() {
+        let script = Script::new(vec![hour()]).delayed(Duration::from_secs(10));
+        let cache = cache(&script);
+        let first = cache.token(&sales()).await.unwrap();
+
+        // Sent at 0, received at 10: refresh is due at 3300 from sending, i.e. 3290 from now.
+        advance(Duration::from_secs(3289)).await;
+        assert_eq!(cache.token(&sales()).await.unwrap(), first);
+        advance(Duration::from_secs(2)).await;
+        assert_ne!(cache.token(&sales()).await.unwrap(), first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ageing_token_is_served_while_refresh_fails_but_never_past_expiry() {
+        let script = Script::new(vec![hour(), unavailable()]);
+        let cache = cache(&script);
+        let first = cache.token(&sales()).await.unwrap();
+
+        advance(Duration::from_secs(3500)).await;
+        assert_eq!(cache.token(&sales()).await.unwrap(), first);
+        assert_eq!(cache.fetches(&sales()), 2);
+        assert!(cache.has_token(&sales()));
+
+        advance(Duration::from_secs(100)).await;
+        assert!(cache.token(&sales()).await.is_err());
+        assert!(!cache.has_token(&sales()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_share_one_fetch() {
+        let script = Script::new(vec![hour()]).delayed(Duration::from_secs(1));
+        let cache = cache(&script);
+
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.token(&sales()).await })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for task in tasks {
+            tokens.push(task.await.unwrap().unwrap());
+        }
+
+        assert_eq!(cache.fetches(&sales()), 1);
+        assert!(tokens.iter().all(|t| *t == tokens[0]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_share_the_failure_of_their_flight() {
+        let rejected = TokenError::Rejected {
+            status: 400,
+            error: "invalid_client".into(),
+            reason: "Invalid client_id or client_secret".into(),
+        };
+        let script =
+            Script::new(vec![Answer::Fail(rejected.clone())]).delayed(Duration::from_secs(1));
+        let cache = cache(&script);
+
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.token(&sales()).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Err(rejected.clone()));
+        }
+        assert_eq!(cache.fetches(&sales()), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_cool_down_exponentially_and_a_success_resets() {
+        let script = Script::new(vec![
+            unavailable(),
+            unavailable(),
+            unavailable(),
+            hour(),
+            unavailable(),
+        ]);
+        let settings = TokenSettings {
+            refresh_margin: Duration::from_secs(300),
+            failure_cooldown: Duration::from_secs(1),
+            max_cooldown: Duration::from_secs(3),
+        };
+        let cache = TokenCache::with_fetcher(script.fetcher(), &accounts(), settings);
+        let cooling = |retry_after| Err(TokenError::CoolingDown { retry_after });
+
+        assert!(matches!(
+            cache.token(&sales()).await,
+            Err(TokenError::Unavailable(_))
+        ));
+        assert_eq!(cache.token(&sales()).await, cooling(Duration::from_secs(1)));
+        assert_eq!(cache.fetches(&sales()), 1, "no fetch during the cooldown");
+
+        advance(Duration::from_secs(1)).await;
+        assert!(cache.token(&sales()).await.is_err());
+        assert_eq!(cache.token(&sales()).await, cooling(Duration::from_secs(2)));
+
+        advance(Duration::from_secs(2)).await;
+        assert!(cache.token(&sales()).await.is_err());
+        assert_eq!(
+            cache.token(&sales()).await,
+            cooling(Duration::from_secs(3)),
+            "capped at max_cooldown"
+        );
+        assert_eq!(cache.fetches(&sales()), 3);
+
+        advance(Duration::from_secs(3)).await;
+        assert!(cache.token(&sales()).await.is_ok());
+
+        // After a success the next failure starts over at the first cooldown.
+        advance(Duration::from_secs(3600)).await;
+        assert!(cache.token(&sales()).await.is_err());
+        assert_eq!(cache.token(&sales()).await, cooling(Duration::from_secs(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_malformed_response_counts_as_a_failure() {
+        let script = Script::new(vec![Answer::Fail(TokenError::Malformed(
+            "token response has no access_token",
+        ))]);
+        let cache = cache(&script);
+
+        assert!(matches!(
+            cache.token(&sales()).await,
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            cache.token(&sales()).await,
+            Err(TokenError::CoolingDown { .. })
+        ));
+        assert_eq!(cache.fetches(&sales()), 1);
+        assert!(!cache.has_token(&sales()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_expired_in_flight_is_a_failure() {
+        let script = Script::new(vec![Answer::Token {
+            expires_in: Duration::from_secs(5),
+        }])
+        .delayed(Duration::from_secs(5));
+        let cache = cache(&script);
+
+        assert!(matches!(
+            cache.token(&sales()).await,
+            Err(TokenError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn purge_forgets_only_the_token_still_cached() {
+        let script = Script::new(vec![hour()]);
+        let cache = cache(&script);
+        let first = cache.token(&sales()).await.unwrap();
+
+        cache.purge(&sales(), &first);
+        assert!(!cache.has_token(&sales()));
+        let second = cache.token(&sales()).await.unwrap();
+        assert_ne!(first, second);
+
+        // A late purge of the old token leaves the new one alone.
+        cache.purge(&sales(), &first);
+        assert_eq!(cache.token(&sales()).await.unwrap(), second);
+        assert_eq!(cache.fetches(&sales()), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_retries_once_with_a_new_token_after_invalid_token() {
+        let script = Script::new(vec![hour()]);
+        let cache = cache(&script);
+        let used = Arc::new(Mutex::new(Vec::new()));
+
+        let result = cache
+            .call(&sales(), |token| {
+                let used = Arc::clone(&used);
+                async move {
+                    let mut used = used.lock().unwrap();
+                    used.push(token.expose().to_owned());
+                    if used.len() == 1 {
+                        Err(ZoomError::InvalidToken {
+                            message: "Invalid access token.".into(),
+                        })
+                    } else {
+                        Ok(used.len())
+                    }
+                }
+            })
+            .await;
+
+        assert_eq!(result, Ok(2));
+        assert_eq!(*used.lock().unwrap(), ["token-1", "token-2"]);
+        assert_eq!(cache.fetches(&sales()), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_gives_up_after_the_second_invalid_token() {
+        let script = Script::new(vec![hour()]);
+        let cache = cache(&script);
+        let calls = AtomicU64::new(0);
+
+        let result: Result<(), _> = cache
+            .call(&sales(), |_token| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Err(ZoomError::InvalidToken {
+                        message: "Access token is expired.".into(),
+                    })
+                }
+            })
+            .await;
+
+        assert!(matches!(
+            result,
+            Err(CallError::Zoom(ZoomError::InvalidToken { .. }))
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(!cache.has_token(&sales()), "the rejected token is purged");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_does_not_retry_other_errors() {
+        let script = Script::new(vec![hour()]);
+        let cache = cache(&script);
+        let calls = AtomicU64::new(0);
+
+        let result: Result<(), _> = cache
+            .call(&sales(), |_token| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(ZoomError::Timeout) }
+            })
+            .await;
+
+        assert_eq!(result, Err(CallError::Zoom(ZoomError::Timeout)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(cache.has_token(&sales()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_reports_token_failures_without_calling_zoom() {
+        let script = Script::new(vec![unavailable()]);
+        let cache = cache(&script);
+        let calls = AtomicU64::new(0);
+
+        let result: Result<(), _> = cache
+            .call(&sales(), |_token| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            })
+            .await;
+
+        assert!(matches!(
+            result,
+            Err(CallError::Token(TokenError::Unavailable(_)))
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_accounts_are_an_error() {
+        let cache = cache(&Script::new(vec![hour()]));
+        let other = AccountName::parse("other").unwrap();
+
+        assert_eq!(
+            cache.token(&other).await,
+            Err(TokenError::UnknownAccount(other.clone()))
+        );
+        assert_eq!(cache.fetches(&other), 0);
+        assert!(!cache.has_token(&other));
+    }
+
+    #[test]
+    fn tokens_are_redacted_in_debug_output() {
+        let token = AccessToken::new("eyJsecret");
+        assert!(!format!("{token:?}").contains("eyJsecret"));
+        let grant = TokenGrant {
+            access_token: token,
+            expires_in: Duration::from_secs(1),
+            scope: None,
+            api_url: None,
+        };
+        assert!(!format!("{grant:?}").contains("eyJsecret"));
+    }
+}

@@ -1,0 +1,68 @@
+//! Typed errors of Zoom REST calls, classified from the HTTP status and Zoom's error body.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// One field problem from a Zoom `Validation Failed` answer (`errors[].field` / `errors[].message`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// A failed Zoom REST call.
+///
+/// Messages are Zoom's own text, kept for logs; they may echo user ids or emails and must not be
+/// forwarded verbatim to gateway callers. No variant ever holds a token or a secret.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ZoomError {
+    /// 404 with a Zoom error code: 1001 (user does not exist) or 3001 (meeting does not exist).
+    #[error("zoom: not found (code {code}): {message}")]
+    NotFound { code: i64, message: String },
+    /// The bearer token is invalid or expired (401, or code 124 on any status).
+    #[error("zoom: invalid access token: {message}")]
+    InvalidToken { message: String },
+    /// The account's app lacks a scope for this call (code 4711, formerly 4700).
+    #[error("zoom: token lacks a required scope: {message}")]
+    MissingScope { message: String },
+    /// 429: a per-second, daily or per-user limit was hit.
+    #[error("zoom: rate limited (daily: {daily}, retry after: {retry_after:?})")]
+    RateLimited {
+        /// From `Retry-After` (seconds or a date); Zoom often omits it.
+        retry_after: Option<Duration>,
+        /// True for daily caps (`X-RateLimit-Type: Daily-limit` or a "daily" message), which
+        /// reset at 00:00 UTC rather than within a second.
+        daily: bool,
+    },
+    /// 400 other than token or scope problems, e.g. code 300 `Validation Failed`.
+    #[error("zoom: bad request (code {code:?}): {message}")]
+    BadRequest {
+        code: Option<i64>,
+        message: String,
+        errors: Vec<FieldError>,
+    },
+    /// 5xx, or the connection failed or was reset: the call may not have reached Zoom.
+    #[error("zoom: unavailable ({detail})")]
+    Unavailable {
+        /// The HTTP status when Zoom answered, `None` for transport failures.
+        status: Option<u16>,
+        detail: String,
+    },
+    /// No complete answer within the client's request timeout.
+    #[error("zoom: request timed out")]
+    Timeout,
+    /// A 2xx answer whose body is not the documented JSON.
+    #[error("zoom: cannot decode the response: {detail}")]
+    Decode { detail: String },
+    /// The request was refused before it was sent, e.g. a user id that is not a single path segment.
+    #[error("zoom: invalid request: {0}")]
+    InvalidInput(&'static str),
+    /// Any other non-2xx answer (403, 409, a 404 without a Zoom error body, ...).
+    #[error("zoom: rejected with status {status} (code {code:?}): {message}")]
+    Rejected {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+}
