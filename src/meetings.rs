@@ -421,7 +421,7 @@ impl Meetings {
                     let location = UserLocation {
                         account,
                         user_id: zoom_user.id.clone(),
-                        email: zoom_user.email.to_ascii_lowercase(),
+                        email: zoom_user.email.unwrap_or_default().to_ascii_lowercase(),
                     };
                     self.inner.directory.record_found(location.clone());
                     audit.account = Some(location.account.to_string());
@@ -668,9 +668,9 @@ fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: Call
                 errors,
             } => Error::ZoomRejected {
                 account,
-                code,
+                code: code.unwrap_or_default(),
                 message,
-                fields: errors.into_iter().map(|(field, _)| field).collect(),
+                fields: errors.into_iter().map(|error| error.field).collect(),
             },
             other => Error::ZoomUnavailable {
                 account,

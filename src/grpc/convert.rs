@@ -224,7 +224,7 @@ fn write_field(meeting: &proto::Meeting, path: &str, body: &mut Map<String, Valu
             }
         }
         "type" => match proto::MeetingType::try_from(meeting.r#type) {
-            Ok(proto::MeetingType::MeetingTypeUnspecified) | Err(_) => {
+            Ok(proto::MeetingType::Unspecified) | Err(_) => {
                 v.add(field, format!("unknown meeting type {}", meeting.r#type));
             }
             Ok(kind) => {
@@ -327,12 +327,12 @@ fn recurrence_body(r: &proto::Recurrence, v: &mut Violations) -> Option<Value> {
     let at = |name: &str| format!("meeting.recurrence.{name}");
     let before = v.0.len();
     let mut body = Map::new();
-    let kind = Type::try_from(r.r#type).unwrap_or(Type::TypeUnspecified);
+    let kind = Type::try_from(r.r#type).unwrap_or(Type::Unspecified);
     let max_interval = match kind {
         Type::Daily => 99,
         Type::Weekly => 50,
         Type::Monthly => 10,
-        Type::TypeUnspecified => {
+        Type::Unspecified => {
             v.add(at("type"), format!("must be DAILY, WEEKLY or MONTHLY, not {}", r.r#type));
             0
         }
@@ -394,7 +394,7 @@ pub fn list_query(request: &proto::ListMeetingsRequest) -> Result<ListMeetings, 
     use proto::list_meetings_request::Type;
     let mut violations = Violations::default();
     let kind = match Type::try_from(request.r#type) {
-        Ok(Type::TypeUnspecified | Type::Scheduled) => MeetingListKind::Scheduled,
+        Ok(Type::Unspecified | Type::Scheduled) => MeetingListKind::Scheduled,
         Ok(Type::Live) => MeetingListKind::Live,
         Ok(Type::Upcoming) => MeetingListKind::Upcoming,
         Ok(Type::UpcomingMeetings) => MeetingListKind::UpcomingMeetings,
