@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
+use secrecy::ExposeSecret;
 
 use crate::config::{Config, ConfigError, RawConfig};
 use crate::emulator::{Emulator, EmulatorConfig};
@@ -48,7 +49,7 @@ pub fn gateway_config(
             .accounts
             .iter()
             .find(|a| a.account_id == account.zoom_account_id)
-            .map(|a| a.client_secret.clone());
+            .map(|a| a.client_secret.expose_secret().to_owned());
         if let (Some(var), Some(secret)) = (&account.client_secret_env, secret) {
             env.insert(var.clone(), secret);
         }

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -73,7 +72,7 @@ scopes = {ALL_SCOPES}
 account_id = "{LIMITED_ZOOM_ID}"
 client_id = "limited-client"
 client_secret = "{LIMITED_SECRET}"
-plan = "free"
+plan = "pro"
 scopes = ["meeting:read:meeting:admin", "user:read:user:admin"]
   [[accounts.users]]
   id = "u-gina"
@@ -114,7 +113,7 @@ name = "acme-limited"
 zoom_account_id = "{LIMITED_ZOOM_ID}"
 client_id = "limited-client"
 client_secret_env = "LIMITED_SECRET"
-plan = "free"
+plan = "pro"
 users = ["gina@limited.test"]
 
 [[user_groups]]
@@ -288,15 +287,6 @@ impl TestGateway {
         self.shutdown_server().await;
         self.zoom.clone().shutdown().await;
     }
-}
-
-pub fn emulator_secret(config: &EmulatorConfig, account_id: &str) -> String {
-    config
-        .accounts
-        .iter()
-        .find(|a| a.account_id == account_id)
-        .map(|a| a.client_secret.expose_secret().to_owned())
-        .unwrap_or_default()
 }
 
 /// A scheduled meeting starting in the future.

@@ -16,9 +16,16 @@ async fn concurrent_first_requests_share_one_token_fetch() {
             tokio::spawn(async move { client.list_meetings(list_for("alice@sales.acme.test")).await })
         })
         .collect();
+    // Zoom's per-second limit (emulated faithfully) may refuse some of the burst; none may
+    // fail for want of a token.
+    let mut succeeded = 0;
     for call in calls {
-        call.await.unwrap().expect("every request succeeds");
+        match call.await.unwrap() {
+            Ok(_) => succeeded += 1,
+            Err(status) => assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}"),
+        }
     }
+    assert!(succeeded > 0);
     assert_eq!(gateway.zoom.token_fetches(SALES_ZOOM_ID), 1);
     assert_eq!(gateway.zoom.token_fetches(SUPPORT_ZOOM_ID), 0);
     gateway.stop().await;

@@ -1,0 +1,67 @@
+//! Logs never carry API keys, client secrets or Zoom tokens, whatever happens.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use tonic::Code;
+use zoomgate::emulator::Faults;
+
+use crate::support::*;
+
+/// Collects every log line of the test process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_carry_no_keys_secrets_or_tokens() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("trace,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info")
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let gateway = TestGateway::spawn().await;
+    let wrong_key = "zk_wrong_3e8d1c77";
+    let mut admin = gateway.client(ADMIN_KEY).await;
+    let mut sales = gateway.client(SALES_KEY).await;
+    let mut support = gateway.client(SUPPORT_KEY).await;
+    let mut wrong = gateway.client(wrong_key).await;
+
+    let carol = admin.create_meeting(create_for("carol@support.acme.test", "logged")).await.unwrap().into_inner();
+    admin.create_meeting(create_for("frank@partner.test", "probed")).await.unwrap();
+    sales.get_meeting(get(carol.id)).await.unwrap_err();
+    support.get_meeting(get(carol.id)).await.unwrap();
+    assert_eq!(wrong.get_meeting(get(carol.id)).await.unwrap_err().code(), Code::Unauthenticated);
+    gateway.zoom.revoke_tokens(SUPPORT_ZOOM_ID);
+    admin.get_meeting(get(carol.id)).await.expect("retried with a new token");
+    gateway.zoom.set_faults(SUPPORT_ZOOM_ID, Faults { error_rate: 1.0, ..Default::default() });
+    admin.get_meeting(get(carol.id)).await.unwrap_err();
+    gateway.zoom.set_faults(SALES_ZOOM_ID, Faults { malformed_token: true, ..Default::default() });
+    gateway.zoom.revoke_tokens(SALES_ZOOM_ID);
+    admin.list_meetings(list_for("alice@sales.acme.test")).await.unwrap_err();
+    gateway.zoom.set_faults(LIMITED_ZOOM_ID, Faults { token_endpoint_down: true, ..Default::default() });
+    admin.get_meeting(get(1_234_567_890)).await.unwrap_err();
+    gateway.stop().await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("request failed"), "the capture works: {} bytes", logs.len());
+    for secret in [ADMIN_KEY, SALES_KEY, SUPPORT_KEY, wrong_key, SALES_SECRET, SUPPORT_SECRET, LIMITED_SECRET] {
+        assert!(!logs.contains(secret), "`{secret}` leaked into the logs");
+    }
+    // Zoom's tokens are JWT-shaped ("eyJ..."); none may appear, nor a bearer header.
+    assert!(!logs.contains("eyJ"), "a Zoom token leaked into the logs");
+    assert!(!logs.to_ascii_lowercase().contains("bearer "), "an authorization header leaked");
+}
