@@ -62,7 +62,7 @@ impl App {
             },
             config.zoom_timeout,
         )?;
-        let tokens = TokenCache::new(zoom.clone(), &config.accounts, config.token.clone());
+        let tokens = TokenCache::new(zoom.clone(), &config.accounts, config.token);
         let directory = Directory::new(
             config.routing.user_cache_ttl,
             config.routing.negative_cache_ttl,

@@ -22,7 +22,11 @@ use crate::telemetry::{self, LogFormat};
 const EXIT_USAGE: u8 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "zoomgate", version, about = "gRPC gateway in front of several Zoom accounts")]
+#[command(
+    name = "zoomgate",
+    version,
+    about = "gRPC gateway in front of several Zoom accounts"
+)]
 pub struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -162,7 +166,10 @@ fn check_config(path: &Path) -> ExitCode {
         Ok(config) => {
             println!("{}: ok", path.display());
             println!("  listen_addr: {}", config.listen_addr);
-            println!("  zoom: {} (token: {})", config.zoom_api_url, config.zoom_oauth_url);
+            println!(
+                "  zoom: {} (token: {})",
+                config.zoom_api_url, config.zoom_oauth_url
+            );
             println!("  store: {}", config.store);
             println!(
                 "  tls: {}",
@@ -215,7 +222,12 @@ fn hash_key(key: Option<String>) -> ExitCode {
 #[derive(Debug, Args)]
 struct MeetingsArgs {
     /// Gateway address.
-    #[arg(long, env = "ZOOMGATE_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "ZOOMGATE_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     addr: String,
     /// The caller's API key.
     #[arg(long, env = "ZOOMGATE_API_KEY", hide_env_values = true, global = true)]
@@ -355,7 +367,11 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let auth = match args.api_key.as_deref().map(|key| format!("Bearer {key}").parse()) {
+    let auth = match args
+        .api_key
+        .as_deref()
+        .map(|key| format!("Bearer {key}").parse())
+    {
         Some(Ok(value)) => Some(value),
         Some(Err(_)) => {
             eprintln!("error: --api-key contains characters not allowed in a header");
@@ -363,13 +379,14 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
         }
         None => None,
     };
-    let mut client = MeetingsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(value) = &auth {
-            let value: &MetadataValue<_> = value;
-            req.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(req)
-    });
+    let mut client =
+        MeetingsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            if let Some(value) = &auth {
+                let value: &MetadataValue<_> = value;
+                req.metadata_mut().insert("authorization", value.clone());
+            }
+            Ok(req)
+        });
     let json = args.json;
     let result = match args.command {
         MeetingsCommand::Create { user, fields } => {
@@ -377,11 +394,16 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
             let request = proto::CreateMeetingRequest {
                 user: Some(match (user.user, user.user_id) {
                     (Some(email), _) => proto::create_meeting_request::User::UserEmail(email),
-                    (None, id) => proto::create_meeting_request::User::UserId(id.unwrap_or_default()),
+                    (None, id) => {
+                        proto::create_meeting_request::User::UserId(id.unwrap_or_default())
+                    }
                 }),
                 meeting: Some(meeting),
             };
-            client.create_meeting(request).await.map(|r| print_meeting(&r.into_inner(), json))
+            client
+                .create_meeting(request)
+                .await
+                .map(|r| print_meeting(&r.into_inner(), json))
         }
         MeetingsCommand::Get { id, occurrence } => client
             .get_meeting(proto::GetMeetingRequest {
@@ -414,7 +436,9 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
             .list_meetings(proto::ListMeetingsRequest {
                 user: Some(match (user.user, user.user_id) {
                     (Some(email), _) => proto::list_meetings_request::User::UserEmail(email),
-                    (None, id) => proto::list_meetings_request::User::UserId(id.unwrap_or_default()),
+                    (None, id) => {
+                        proto::list_meetings_request::User::UserId(id.unwrap_or_default())
+                    }
                 }),
                 r#type: 0,
                 page_size: page_size.unwrap_or_default(),
@@ -489,7 +513,11 @@ fn print_meeting(m: &proto::Meeting, json: bool) {
     println!("  topic:    {}", m.topic);
     println!("  host:     {} ({})", m.host_email, m.host_id);
     if m.start_time.is_some() {
-        println!("  starts:   {} for {} min", time_text(m.start_time.as_ref()), m.duration_minutes);
+        println!(
+            "  starts:   {} for {} min",
+            time_text(m.start_time.as_ref()),
+            m.duration_minutes
+        );
     }
     if !m.status.is_empty() {
         println!("  status:   {}", m.status);
@@ -502,7 +530,12 @@ fn print_meeting(m: &proto::Meeting, json: bool) {
         println!("  passcode: {}", m.password);
     }
     for o in &m.occurrences {
-        println!("  occurrence {}: {} {}", o.occurrence_id, time_text(o.start_time.as_ref()), o.status);
+        println!(
+            "  occurrence {}: {} {}",
+            o.occurrence_id,
+            time_text(o.start_time.as_ref()),
+            o.status
+        );
     }
 }
 
@@ -517,7 +550,13 @@ fn print_list(list: &proto::ListMeetingsResponse, json: bool) {
         return;
     }
     for m in &list.meetings {
-        println!("{:>14}  {:<14} {:<26} {}", m.id, m.account, time_text(m.start_time.as_ref()), m.topic);
+        println!(
+            "{:>14}  {:<14} {:<26} {}",
+            m.id,
+            m.account,
+            time_text(m.start_time.as_ref()),
+            m.topic
+        );
     }
     println!("{} of {} meetings", list.meetings.len(), list.total_size);
     if !list.next_page_token.is_empty() {
@@ -544,7 +583,10 @@ fn print_status(status: &tonic::Status, json: bool) {
                 .collect()
         })
         .unwrap_or_default();
-    let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+    let reason = details
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default();
     if json {
         let value = json!({
             "code": format!("{:?}", status.code()),
@@ -569,7 +611,12 @@ fn print_status(status: &tonic::Status, json: bool) {
 #[derive(Debug, Args)]
 struct AuditArgs {
     /// The gateway config whose store to read.
-    #[arg(long, short, conflicts_with = "store", required_unless_present = "store")]
+    #[arg(
+        long,
+        short,
+        conflicts_with = "store",
+        required_unless_present = "store"
+    )]
     config: Option<PathBuf>,
     /// A store location, e.g. sqlite:zoomgate.db.
     #[arg(long)]
@@ -672,7 +719,12 @@ fn print_audit(r: &AuditRecord, json: bool) {
         r.caller,
         r.account.as_deref().unwrap_or("-"),
         r.user.as_deref().unwrap_or("-"),
-        r.meeting_id.map(|id| id.to_string()).unwrap_or_else(|| "-".into()),
-        r.detail.as_deref().map(|d| format!("  ({d})")).unwrap_or_default(),
+        r.meeting_id
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| "-".into()),
+        r.detail
+            .as_deref()
+            .map(|d| format!("  ({d})"))
+            .unwrap_or_default(),
     );
 }

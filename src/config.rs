@@ -226,7 +226,8 @@ impl Config {
         env: &HashMap<String, String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         raw.validate(env, base_dir)
     }
 }
@@ -243,7 +244,10 @@ pub fn store_location(path: &Path) -> Result<String, ConfigError> {
         source,
     })?;
     let raw: StoreOnly = toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-    Ok(resolve_store(&raw.store, path.parent().unwrap_or(Path::new("."))))
+    Ok(resolve_store(
+        &raw.store,
+        path.parent().unwrap_or(Path::new(".")),
+    ))
 }
 
 impl RawConfig {
@@ -253,24 +257,35 @@ impl RawConfig {
         env: &HashMap<String, String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let listen_addr = self
-            .listen_addr
-            .parse()
-            .map_err(|_| invalid("listen_addr", format!("`{}` is not an address like 127.0.0.1:50051", self.listen_addr)))?;
+        let listen_addr = self.listen_addr.parse().map_err(|_| {
+            invalid(
+                "listen_addr",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:50051",
+                    self.listen_addr
+                ),
+            )
+        })?;
         check_url("zoom_api_url", &self.zoom_api_url)?;
         check_url("zoom_oauth_url", &self.zoom_oauth_url)?;
         let request_timeout = positive_secs("request_timeout_secs", self.request_timeout_secs)?;
         let zoom_timeout = positive_secs("zoom_timeout_secs", self.zoom_timeout_secs)?;
         let shutdown_grace_period = Duration::from_secs(self.shutdown_grace_period_secs);
         if self.store.trim().is_empty() {
-            return Err(invalid("store", "must name a database, e.g. sqlite:zoomgate.db"));
+            return Err(invalid(
+                "store",
+                "must name a database, e.g. sqlite:zoomgate.db",
+            ));
         }
         let store = resolve_store(&self.store, base_dir);
         let tls = self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?;
 
         let token = TokenSettings {
             refresh_margin: Duration::from_secs(self.token.refresh_margin_secs),
-            failure_cooldown: positive_secs("token.failure_cooldown_secs", self.token.failure_cooldown_secs)?,
+            failure_cooldown: positive_secs(
+                "token.failure_cooldown_secs",
+                self.token.failure_cooldown_secs,
+            )?,
             max_cooldown: positive_secs("token.max_cooldown_secs", self.token.max_cooldown_secs)?,
         };
         if token.max_cooldown < token.failure_cooldown {
@@ -391,7 +406,12 @@ fn resolve_secret(
         (None, Some(file)) => {
             let path = base_dir.join(file);
             std::fs::read_to_string(&path)
-                .map_err(|e| invalid(at("client_secret_file"), format!("cannot read {}: {e}", path.display())))?
+                .map_err(|e| {
+                    invalid(
+                        at("client_secret_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
                 .trim_end_matches(['\r', '\n'])
                 .to_owned()
         }
@@ -409,7 +429,10 @@ fn resolve_secret(
         }
     };
     if secret.trim().is_empty() {
-        return Err(invalid(at("client_secret_env"), "the client secret is empty"));
+        return Err(invalid(
+            at("client_secret_env"),
+            "the client secret is empty",
+        ));
     }
     Ok(SecretString::from(secret))
 }
@@ -417,7 +440,12 @@ fn resolve_secret(
 fn load_tls(tls: &RawTls, base_dir: &Path) -> Result<TlsConfig, ConfigError> {
     let read = |field: &str, file: &Path| {
         let path = base_dir.join(file);
-        std::fs::read(&path).map_err(|e| invalid(format!("tls.{field}"), format!("cannot read {}: {e}", path.display())))
+        std::fs::read(&path).map_err(|e| {
+            invalid(
+                format!("tls.{field}"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })
     };
     Ok(TlsConfig {
         cert_pem: read("cert_file", &tls.cert_file)?,

@@ -69,7 +69,10 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     let emulator = match Emulator::start(emulator_config.clone(), args.emulator_listen).await {
         Ok(emulator) => emulator,
         Err(error) => {
-            eprintln!("error: cannot start the emulator on {}: {error}", args.emulator_listen);
+            eprintln!(
+                "error: cannot start the emulator on {}: {error}",
+                args.emulator_listen
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -56,7 +56,10 @@ pub enum Error {
     #[error("zoom did not answer in time for account `{account}`")]
     ZoomTimeout { account: AccountName },
     #[error("account `{account}` lacks a zoom scope: {detail}")]
-    MissingScope { account: AccountName, detail: String },
+    MissingScope {
+        account: AccountName,
+        detail: String,
+    },
     #[error("zoom rejected the request in account `{account}` (code {code}): {message}")]
     ZoomRejected {
         account: AccountName,
@@ -109,9 +112,9 @@ impl Error {
             Error::ZoomUnavailable { account, .. } => {
                 format!("zoom is unavailable for account `{account}`")
             }
-            Error::MissingScope { account, .. } => format!(
-                "the zoom app of account `{account}` lacks a scope this operation needs"
-            ),
+            Error::MissingScope { account, .. } => {
+                format!("the zoom app of account `{account}` lacks a scope this operation needs")
+            }
             Error::ZoomRejected { account, code, .. } => {
                 format!("zoom rejected the request in account `{account}` (zoom code {code})")
             }

@@ -163,10 +163,15 @@ impl Meetings {
         let op = Operation::Read;
         let mut audit = AuditContext::default();
         let result = async {
-            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let target = self
+                .resolve_meeting(caller, op, meeting_id, &mut audit)
+                .await?;
             let meeting = match (target.probed, &occurrence_id) {
                 (Some(meeting), None) => meeting,
-                _ => self.fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref()).await?,
+                _ => {
+                    self.fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref())
+                        .await?
+                }
             };
             Ok(self.view(caller, op, target.account, &target.host_email, meeting))
         }
@@ -186,12 +191,17 @@ impl Meetings {
         let op = Operation::Update;
         let mut audit = AuditContext::default();
         let result = async {
-            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let target = self
+                .resolve_meeting(caller, op, meeting_id, &mut audit)
+                .await?;
             let id = meeting_id.to_string();
             self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
                 let zoom = self.inner.zoom.clone();
                 let (occurrence, body) = (occurrence_id.clone(), body.clone());
-                async move { zoom.update_meeting(&token, meeting_id, occurrence.as_deref(), &body).await }
+                async move {
+                    zoom.update_meeting(&token, meeting_id, occurrence.as_deref(), &body)
+                        .await
+                }
             })
             .await?;
             let meeting = self
@@ -214,12 +224,17 @@ impl Meetings {
         let op = Operation::Delete;
         let mut audit = AuditContext::default();
         let result = async {
-            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let target = self
+                .resolve_meeting(caller, op, meeting_id, &mut audit)
+                .await?;
             let id = meeting_id.to_string();
             self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
                 let zoom = self.inner.zoom.clone();
                 let occurrence = occurrence_id.clone();
-                async move { zoom.delete_meeting(&token, meeting_id, occurrence.as_deref()).await }
+                async move {
+                    zoom.delete_meeting(&token, meeting_id, occurrence.as_deref())
+                        .await
+                }
             })
             .await?;
             if occurrence_id.is_none() {
@@ -237,7 +252,9 @@ impl Meetings {
         let op = Operation::End;
         let mut audit = AuditContext::default();
         let result = async {
-            let target = self.resolve_meeting(caller, op, meeting_id, &mut audit).await?;
+            let target = self
+                .resolve_meeting(caller, op, meeting_id, &mut audit)
+                .await?;
             let id = meeting_id.to_string();
             self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
                 let zoom = self.inner.zoom.clone();
@@ -274,7 +291,11 @@ impl Meetings {
                 .meetings
                 .into_iter()
                 .map(|mut m| {
-                    redact(&mut m, fields.contains(SensitiveField::StartUrl), fields.contains(SensitiveField::Password));
+                    redact(
+                        &mut m,
+                        fields.contains(SensitiveField::StartUrl),
+                        fields.contains(SensitiveField::Password),
+                    );
                     m
                 })
                 .collect();
@@ -309,10 +330,20 @@ impl Meetings {
                 .accounts
                 .find(&record.account)
                 .map(|a| a.name.clone())
-                .ok_or_else(|| Error::Internal(format!("ledger names unknown account `{}`", record.account)))?;
+                .ok_or_else(|| {
+                    Error::Internal(format!("ledger names unknown account `{}`", record.account))
+                })?;
             audit.account = Some(account.to_string());
             audit.user = Some(record.host_email.clone());
-            authorize(caller, op, &account, &record.host_email, TargetKind::Meeting, &id, audit)?;
+            authorize(
+                caller,
+                op,
+                &account,
+                &record.host_email,
+                TargetKind::Meeting,
+                &id,
+                audit,
+            )?;
             return Ok(MeetingTarget {
                 account,
                 host_email: record.host_email.clone(),
@@ -335,7 +366,15 @@ impl Meetings {
                         .to_ascii_lowercase();
                     audit.account = Some(account.to_string());
                     audit.user = Some(host_email.clone());
-                    authorize(caller, op, &account, &host_email, TargetKind::Meeting, &id, audit)?;
+                    authorize(
+                        caller,
+                        op,
+                        &account,
+                        &host_email,
+                        TargetKind::Meeting,
+                        &id,
+                        audit,
+                    )?;
                     self.remember_meeting(MeetingRecord {
                         meeting_id,
                         account: account.to_string(),
@@ -351,7 +390,9 @@ impl Meetings {
                         probed: Some(meeting),
                     });
                 }
-                Err(Error::NotFound { .. }) => self.inner.directory.record_absent(&probe_key, &account),
+                Err(Error::NotFound { .. }) => {
+                    self.inner.directory.record_absent(&probe_key, &account)
+                }
                 Err(error) => failure = failure.or(Some(error)),
             }
         }
@@ -388,7 +429,15 @@ impl Meetings {
         if let Some(location) = known {
             audit.account = Some(location.account.to_string());
             audit.user = Some(location.email.clone());
-            authorize(caller, op, &location.account, &location.email, TargetKind::User, key, audit)?;
+            authorize(
+                caller,
+                op,
+                &location.account,
+                &location.email,
+                TargetKind::User,
+                key,
+                audit,
+            )?;
             return Ok(location);
         }
 
@@ -426,7 +475,15 @@ impl Meetings {
                     self.inner.directory.record_found(location.clone());
                     audit.account = Some(location.account.to_string());
                     audit.user = Some(location.email.clone());
-                    authorize(caller, op, &location.account, &location.email, TargetKind::User, key, audit)?;
+                    authorize(
+                        caller,
+                        op,
+                        &location.account,
+                        &location.email,
+                        TargetKind::User,
+                        key,
+                        audit,
+                    )?;
                     return Ok(location);
                 }
                 Err(Error::NotFound { .. }) => self.inner.directory.record_absent(key, &account),
@@ -483,7 +540,10 @@ impl Meetings {
         self.zoom_call(account, TargetKind::Meeting, &id, |token| {
             let zoom = self.inner.zoom.clone();
             let occurrence = occurrence_id.map(str::to_owned);
-            async move { zoom.get_meeting(&token, meeting_id, occurrence.as_deref()).await }
+            async move {
+                zoom.get_meeting(&token, meeting_id, occurrence.as_deref())
+                    .await
+            }
         })
         .await
     }
@@ -578,7 +638,10 @@ fn authorize(
         return Ok(());
     }
     audit.denied = true;
-    if Operation::ALL.iter().any(|other| caller.allows(*other, account, email)) {
+    if Operation::ALL
+        .iter()
+        .any(|other| caller.allows(*other, account, email))
+    {
         Err(Error::PermissionDenied {
             caller: caller.name.clone(),
             operation: op,
@@ -691,8 +754,14 @@ mod tests {
             strip_query_param("https://z.test/j/1?pwd=abc&uname=x", "pwd"),
             "https://z.test/j/1?uname=x"
         );
-        assert_eq!(strip_query_param("https://z.test/j/1?pwd=abc", "pwd"), "https://z.test/j/1");
-        assert_eq!(strip_query_param("https://z.test/j/1", "pwd"), "https://z.test/j/1");
+        assert_eq!(
+            strip_query_param("https://z.test/j/1?pwd=abc", "pwd"),
+            "https://z.test/j/1"
+        );
+        assert_eq!(
+            strip_query_param("https://z.test/j/1", "pwd"),
+            "https://z.test/j/1"
+        );
         assert_eq!(
             strip_query_param("https://z.test/j/1?pwdx=1", "pwd"),
             "https://z.test/j/1?pwdx=1"

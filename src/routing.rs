@@ -21,7 +21,8 @@ pub struct RoutingRules {
 impl RoutingRules {
     /// Adds "`email` lives in `account`"; an email claimed by two accounts is an error.
     pub fn add_user(&mut self, email: &str, account: &AccountName) -> Result<(), String> {
-        let email = normalize_email(email).ok_or_else(|| format!("`{email}` is not an email address"))?;
+        let email =
+            normalize_email(email).ok_or_else(|| format!("`{email}` is not an email address"))?;
         match self.users.insert(email.clone(), account.clone()) {
             Some(other) if &other != account => {
                 Err(format!("`{email}` is already routed to account `{other}`"))
@@ -60,7 +61,9 @@ pub fn normalize_email(email: &str) -> Option<String> {
     let valid = !local.is_empty()
         && local.len() <= 64
         && email.len() <= 254
-        && !local.chars().any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
+        && !local
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
         && is_domain(domain);
     valid.then(|| email.to_ascii_lowercase())
 }
@@ -126,13 +129,16 @@ impl Directory {
         let expires = Instant::now() + self.found_ttl;
         self.found
             .insert(location.user_id.clone(), (location.clone(), expires));
-        self.found.insert(location.email.clone(), (location, expires));
+        self.found
+            .insert(location.email.clone(), (location, expires));
     }
 
     /// Remembers that `account` answered "no such user" for `key`.
     pub fn record_absent(&self, key: &str, account: &AccountName) {
-        self.absent
-            .insert((key.to_owned(), account.clone()), Instant::now() + self.absent_ttl);
+        self.absent.insert(
+            (key.to_owned(), account.clone()),
+            Instant::now() + self.absent_ttl,
+        );
     }
 
     /// Drops what is known about `key`, e.g. after Zoom said the user does not exist.
@@ -176,8 +182,19 @@ mod tests {
 
     #[test]
     fn emails_are_normalized_and_checked() {
-        assert_eq!(normalize_email(" Ann@X.Example ").as_deref(), Some("ann@x.example"));
-        for bad in ["", "ann", "@x.example", "ann@", "ann@x..example", "a/b@x.example", "a@b@c"] {
+        assert_eq!(
+            normalize_email(" Ann@X.Example ").as_deref(),
+            Some("ann@x.example")
+        );
+        for bad in [
+            "",
+            "ann",
+            "@x.example",
+            "ann@",
+            "ann@x..example",
+            "a/b@x.example",
+            "a@b@c",
+        ] {
             assert_eq!(normalize_email(bad), None, "{bad:?}");
         }
     }

@@ -55,9 +55,7 @@ impl Violations {
 // === requests ===
 
 /// Reads the `user` oneof of a request.
-pub fn user_ref(
-    user: Option<&proto::create_meeting_request::User>,
-) -> Result<UserRef, Error> {
+pub fn user_ref(user: Option<&proto::create_meeting_request::User>) -> Result<UserRef, Error> {
     use proto::create_meeting_request::User;
     match user {
         Some(User::UserEmail(email)) => parse_email(email),
@@ -88,12 +86,17 @@ fn parse_email(email: &str) -> Result<UserRef, Error> {
 fn parse_user_id(id: &str) -> Result<UserRef, Error> {
     let valid = !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if id.is_empty() {
         return Err(Error::invalid("user_id", "must not be empty"));
     }
     if !valid {
-        return Err(Error::invalid("user_id", "is not a Zoom user id (letters, digits, '-' and '_')"));
+        return Err(Error::invalid(
+            "user_id",
+            "is not a Zoom user id (letters, digits, '-' and '_')",
+        ));
     }
     Ok(UserRef::Id(id.to_owned()))
 }
@@ -101,7 +104,10 @@ fn parse_user_id(id: &str) -> Result<UserRef, Error> {
 /// Checks a meeting id; Zoom's ids are positive 64-bit numbers.
 pub fn meeting_id(id: i64) -> Result<i64, Error> {
     if id <= 0 {
-        return Err(Error::invalid("meeting_id", "must be a positive Zoom meeting id"));
+        return Err(Error::invalid(
+            "meeting_id",
+            "must be a positive Zoom meeting id",
+        ));
     }
     Ok(id)
 }
@@ -112,7 +118,10 @@ pub fn occurrence_id(id: &str) -> Result<Option<String>, Error> {
         return Ok(None);
     }
     if id.len() > 20 || !id.chars().all(|c| c.is_ascii_digit()) {
-        return Err(Error::invalid("occurrence_id", "must be a Zoom occurrence id (digits)"));
+        return Err(Error::invalid(
+            "occurrence_id",
+            "must be a Zoom occurrence id (digits)",
+        ));
     }
     Ok(Some(id.to_owned()))
 }
@@ -170,7 +179,10 @@ pub fn update_body(
         if !UPDATABLE.contains(&path.as_str()) {
             violations.add(
                 format!("update_mask.paths[{i}]"),
-                format!("`{path}` cannot be updated; use one of {}", UPDATABLE.join(", ")),
+                format!(
+                    "`{path}` cannot be updated; use one of {}",
+                    UPDATABLE.join(", ")
+                ),
             );
             continue;
         }
@@ -213,7 +225,12 @@ fn is_set(meeting: &proto::Meeting, path: &str) -> bool {
 }
 
 /// Validates one field and writes it into Zoom's body under Zoom's name.
-fn write_field(meeting: &proto::Meeting, path: &str, body: &mut Map<String, Value>, v: &mut Violations) {
+fn write_field(
+    meeting: &proto::Meeting,
+    path: &str,
+    body: &mut Map<String, Value>,
+    v: &mut Violations,
+) {
     let field = format!("meeting.{path}");
     match path {
         "topic" => {
@@ -248,7 +265,10 @@ fn write_field(meeting: &proto::Meeting, path: &str, body: &mut Map<String, Valu
             if chrono_tz::Tz::from_str(&meeting.timezone).is_ok() {
                 body.insert("timezone".into(), meeting.timezone.clone().into());
             } else {
-                v.add(field, format!("`{}` is not an IANA time zone", meeting.timezone));
+                v.add(
+                    field,
+                    format!("`{}` is not an IANA time zone", meeting.timezone),
+                );
             }
         }
         "agenda" => {
@@ -311,14 +331,19 @@ fn write_field(meeting: &proto::Meeting, path: &str, body: &mut Map<String, Valu
 
 fn check_recurrence_type(meeting: &proto::Meeting, body: &Map<String, Value>, v: &mut Violations) {
     let recurring_fixed = proto::MeetingType::RecurringFixedTime as i64;
-    if body.contains_key("recurrence") && body.get("type").and_then(Value::as_i64) != Some(recurring_fixed) {
+    if body.contains_key("recurrence")
+        && body.get("type").and_then(Value::as_i64) != Some(recurring_fixed)
+    {
         v.add(
             "meeting.recurrence",
             "only a RECURRING_FIXED_TIME meeting has a recurrence",
         );
     }
     if meeting.r#type == recurring_fixed as i32 && meeting.recurrence.is_none() {
-        v.add("meeting.recurrence", "a RECURRING_FIXED_TIME meeting needs a recurrence");
+        v.add(
+            "meeting.recurrence",
+            "a RECURRING_FIXED_TIME meeting needs a recurrence",
+        );
     }
 }
 
@@ -333,14 +358,20 @@ fn recurrence_body(r: &proto::Recurrence, v: &mut Violations) -> Option<Value> {
         Type::Weekly => 50,
         Type::Monthly => 10,
         Type::Unspecified => {
-            v.add(at("type"), format!("must be DAILY, WEEKLY or MONTHLY, not {}", r.r#type));
+            v.add(
+                at("type"),
+                format!("must be DAILY, WEEKLY or MONTHLY, not {}", r.r#type),
+            );
             0
         }
     };
     body.insert("type".into(), r.r#type.into());
     if r.repeat_interval != 0 {
         if max_interval > 0 && !(1..=max_interval).contains(&r.repeat_interval) {
-            v.add(at("repeat_interval"), format!("must be 1 to {max_interval}"));
+            v.add(
+                at("repeat_interval"),
+                format!("must be 1 to {max_interval}"),
+            );
         }
         body.insert("repeat_interval".into(), r.repeat_interval.into());
     }
@@ -452,9 +483,15 @@ fn meeting_proto(account: &str, m: ZoomMeeting) -> proto::Meeting {
         host_id: m.host_id.unwrap_or_default(),
         host_email: m.host_email.unwrap_or_default(),
         topic: m.topic.unwrap_or_default(),
-        r#type: m.kind.and_then(|k| i32::try_from(k).ok()).unwrap_or_default(),
+        r#type: m
+            .kind
+            .and_then(|k| i32::try_from(k).ok())
+            .unwrap_or_default(),
         start_time: m.start_time.as_deref().and_then(zoom_to_timestamp),
-        duration_minutes: m.duration.and_then(|d| i32::try_from(d).ok()).unwrap_or_default(),
+        duration_minutes: m
+            .duration
+            .and_then(|d| i32::try_from(d).ok())
+            .unwrap_or_default(),
         timezone: m.timezone.unwrap_or_default(),
         agenda: m.agenda.unwrap_or_default(),
         password: m.password.unwrap_or_default(),
@@ -469,7 +506,10 @@ fn meeting_proto(account: &str, m: ZoomMeeting) -> proto::Meeting {
             .map(|o| proto::Occurrence {
                 occurrence_id: o.occurrence_id,
                 start_time: o.start_time.as_deref().and_then(zoom_to_timestamp),
-                duration_minutes: o.duration.and_then(|d| i32::try_from(d).ok()).unwrap_or_default(),
+                duration_minutes: o
+                    .duration
+                    .and_then(|d| i32::try_from(d).ok())
+                    .unwrap_or_default(),
                 status: o.status.unwrap_or_default(),
             })
             .collect(),
@@ -553,7 +593,10 @@ fn value_to_json(value: &prost_types::Value, path: &str) -> Result<Value, FieldV
 
 fn json_to_struct(map: Map<String, Value>) -> Struct {
     Struct {
-        fields: map.into_iter().map(|(k, v)| (k, json_to_value(v))).collect(),
+        fields: map
+            .into_iter()
+            .map(|(k, v)| (k, json_to_value(v)))
+            .collect(),
     }
 }
 
@@ -636,7 +679,8 @@ mod tests {
 
     #[test]
     fn extra_cannot_override_typed_fields_or_schedule_for_others() {
-        let extra = serde_json::json!({"topic": "x", "schedule_for": "boss@x.test", "template_id": "t1"});
+        let extra =
+            serde_json::json!({"topic": "x", "schedule_for": "boss@x.test", "template_id": "t1"});
         let meeting = proto::Meeting {
             extra: Some(json_to_struct(extra.as_object().cloned().unwrap())),
             ..Default::default()
@@ -653,7 +697,10 @@ mod tests {
             r#type: proto::MeetingType::RecurringFixedTime as i32,
             ..Default::default()
         };
-        assert_eq!(violations(create_body(Some(&meeting))), ["meeting.recurrence"]);
+        assert_eq!(
+            violations(create_body(Some(&meeting))),
+            ["meeting.recurrence"]
+        );
         meeting.recurrence = Some(proto::Recurrence {
             r#type: 2,
             repeat_interval: 51,
@@ -663,7 +710,10 @@ mod tests {
         });
         assert_eq!(
             violations(create_body(Some(&meeting))),
-            ["meeting.recurrence.repeat_interval", "meeting.recurrence.weekly_days"]
+            [
+                "meeting.recurrence.repeat_interval",
+                "meeting.recurrence.weekly_days"
+            ]
         );
         meeting.recurrence = Some(proto::Recurrence {
             r#type: 2,
@@ -724,8 +774,23 @@ mod tests {
     fn zoom_times_round_trip() {
         let ts = zoom_to_timestamp("2030-03-17T17:46:40Z").unwrap();
         assert_eq!(ts.seconds, 1_900_000_000);
-        assert_eq!(timestamp_to_zoom(&ts).as_deref(), Some("2030-03-17T17:46:40Z"));
-        assert!(timestamp_to_zoom(&Timestamp { seconds: i64::MAX, nanos: 0 }).is_none());
-        assert!(timestamp_to_zoom(&Timestamp { seconds: 0, nanos: -1 }).is_none());
+        assert_eq!(
+            timestamp_to_zoom(&ts).as_deref(),
+            Some("2030-03-17T17:46:40Z")
+        );
+        assert!(
+            timestamp_to_zoom(&Timestamp {
+                seconds: i64::MAX,
+                nanos: 0
+            })
+            .is_none()
+        );
+        assert!(
+            timestamp_to_zoom(&Timestamp {
+                seconds: 0,
+                nanos: -1
+            })
+            .is_none()
+        );
     }
 }

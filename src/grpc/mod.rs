@@ -25,10 +25,8 @@ pub struct MeetingsService {
 }
 
 /// The service behind caller authentication; health and reflection stay open.
-pub type AuthenticatedMeetings = tonic::service::interceptor::InterceptedService<
-    MeetingsServer<MeetingsService>,
-    Authenticator,
->;
+pub type AuthenticatedMeetings =
+    tonic::service::interceptor::InterceptedService<MeetingsServer<MeetingsService>, Authenticator>;
 
 impl MeetingsService {
     pub fn new(meetings: Meetings) -> Self {
@@ -49,7 +47,9 @@ pub struct Authenticator {
 
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self.authenticate(&request).ok_or_else(|| status(Error::Unauthenticated))?;
+        let caller = self
+            .authenticate(&request)
+            .ok_or_else(|| status(Error::Unauthenticated))?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
@@ -96,7 +96,11 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::create_body(request.meeting.as_ref()),
         );
         let (user, body) = both(user, body).map_err(status)?;
-        let view = self.meetings.create(&caller, user, body).await.map_err(status)?;
+        let view = self
+            .meetings
+            .create(&caller, user, body)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -111,7 +115,11 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::occurrence_id(&request.occurrence_id),
         )
         .map_err(status)?;
-        let view = self.meetings.get(&caller, id, occurrence).await.map_err(status)?;
+        let view = self
+            .meetings
+            .get(&caller, id, occurrence)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -146,7 +154,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::occurrence_id(&request.occurrence_id),
         )
         .map_err(status)?;
-        self.meetings.delete(&caller, id, occurrence).await.map_err(status)?;
+        self.meetings
+            .delete(&caller, id, occurrence)
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -161,7 +172,11 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::list_query(&request),
         )
         .map_err(status)?;
-        let list = self.meetings.list(&caller, user, query).await.map_err(status)?;
+        let list = self
+            .meetings
+            .list(&caller, user, query)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::list_to_proto(list)))
     }
 
@@ -226,7 +241,10 @@ pub fn status(error: Error) -> Status {
                 details.add_bad_request_violation(field.clone(), "rejected by Zoom");
             }
         }
-        Error::RateLimited { account, retry_after } => {
+        Error::RateLimited {
+            account,
+            retry_after,
+        } => {
             metadata.insert("account".to_owned(), account.to_string());
             details.set_retry_info(*retry_after);
         }

@@ -22,7 +22,11 @@ async fn unknown_users_and_meetings_are_not_found() {
         .create_meeting(create_for("nobody@nowhere.test", "x"))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::NotFound, "probed in every account, found in none");
+    assert_eq!(
+        status.code(),
+        Code::NotFound,
+        "probed in every account, found in none"
+    );
 
     let status = client.get_meeting(get(987_654_321_012)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -40,7 +44,11 @@ async fn a_missing_zoom_scope_is_a_failed_precondition() {
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(reason(&status), "ZOOM_SCOPE_MISSING");
-    assert!(!status.message().contains("meeting:write"), "{}", status.message());
+    assert!(
+        !status.message().contains("meeting:write"),
+        "{}",
+        status.message()
+    );
     gateway.stop().await;
 }
 
@@ -48,7 +56,10 @@ async fn a_missing_zoom_scope_is_a_failed_precondition() {
 async fn zoom_faults_map_to_retryable_codes() {
     let gateway = TestGateway::spawn().await;
     let mut client = gateway.client(ADMIN_KEY).await;
-    client.list_meetings(list_for("alice@sales.acme.test")).await.unwrap();
+    client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap();
 
     gateway.zoom.set_faults(
         SALES_ZOOM_ID,
@@ -57,7 +68,10 @@ async fn zoom_faults_map_to_retryable_codes() {
             ..Default::default()
         },
     );
-    let status = client.list_meetings(list_for("alice@sales.acme.test")).await.unwrap_err();
+    let status = client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(reason(&status), "ZOOM_RATE_LIMITED");
 
@@ -68,7 +82,10 @@ async fn zoom_faults_map_to_retryable_codes() {
             ..Default::default()
         },
     );
-    let status = client.list_meetings(list_for("alice@sales.acme.test")).await.unwrap_err();
+    let status = client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 
     gateway.zoom.set_faults(
@@ -78,12 +95,18 @@ async fn zoom_faults_map_to_retryable_codes() {
             ..Default::default()
         },
     );
-    let status = client.list_meetings(list_for("alice@sales.acme.test")).await.unwrap_err();
+    let status = client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 
     // Faults cleared: the same account serves again.
     gateway.zoom.set_faults(SALES_ZOOM_ID, Faults::default());
-    client.list_meetings(list_for("alice@sales.acme.test")).await.expect("recovers");
+    client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .expect("recovers");
     gateway.stop().await;
 }
 
@@ -99,7 +122,10 @@ async fn a_failing_token_endpoint_is_unavailable_not_unauthenticated() {
             ..Default::default()
         },
     );
-    let status = client.list_meetings(list_for("carol@support.acme.test")).await.unwrap_err();
+    let status = client
+        .list_meetings(list_for("carol@support.acme.test"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "ZOOM_UNAVAILABLE");
 
@@ -110,12 +136,18 @@ async fn a_failing_token_endpoint_is_unavailable_not_unauthenticated() {
             ..Default::default()
         },
     );
-    let status = client.list_meetings(list_for("alice@sales.acme.test")).await.unwrap_err();
+    let status = client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 
     // Repeated failures cool down: the next call fails fast without asking Zoom again.
     let fetches = gateway.zoom.token_fetches(SALES_ZOOM_ID);
-    let status = client.list_meetings(list_for("alice@sales.acme.test")).await.unwrap_err();
+    let status = client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(gateway.zoom.token_fetches(SALES_ZOOM_ID), fetches);
     gateway.stop().await;

@@ -45,7 +45,11 @@ async fn refused<T: std::fmt::Debug>(
     let before = total_zoom_requests(gateway);
     let status = call.await.expect_err("the call is refused");
     assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(total_zoom_requests(gateway), before, "a refused call reached Zoom");
+    assert_eq!(
+        total_zoom_requests(gateway),
+        before,
+        "a refused call reached Zoom"
+    );
     status
 }
 
@@ -71,17 +75,29 @@ async fn each_caller_does_exactly_what_its_grants_allow() {
 
     // admin: everything, including start links and passcodes.
     let mut admin = gateway.client(ADMIN_KEY).await;
-    let full = admin.get_meeting(get(id("carol@support.acme.test"))).await.unwrap().into_inner();
+    let full = admin
+        .get_meeting(get(id("carol@support.acme.test")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!full.start_url.is_empty());
     assert_eq!(full.password, "abc123");
 
     // sales-bot: sales users; read, list, create, update; no sensitive fields.
     let mut sales = gateway.client(SALES_KEY).await;
-    let own = sales.get_meeting(get(id("alice@sales.acme.test"))).await.unwrap().into_inner();
+    let own = sales
+        .get_meeting(get(id("alice@sales.acme.test")))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(own.account, "acme-sales");
     assert!(own.start_url.is_empty() && own.password.is_empty());
     assert!(!own.join_url.contains("pwd="), "{}", own.join_url);
-    assert!(own.extra.as_ref().is_none_or(|e| !e.fields.keys().any(|k| k.contains("password"))));
+    assert!(
+        own.extra
+            .as_ref()
+            .is_none_or(|e| !e.fields.keys().any(|k| k.contains("password")))
+    );
     let created = sales
         .create_meeting(create_for("bob@sales.acme.test", "Bot meeting"))
         .await
@@ -92,36 +108,106 @@ async fn each_caller_does_exactly_what_its_grants_allow() {
         .update_meeting(update_topic(id("alice@sales.acme.test"), "Renamed by bot"))
         .await
         .expect("sales-bot updates a sales meeting");
-    sales.list_meetings(list_for("alice@sales.acme.test")).await.expect("sales-bot lists");
-    refused(&gateway, Code::PermissionDenied, sales.delete_meeting(proto::DeleteMeetingRequest {
-        meeting_id: id("alice@sales.acme.test"),
-        occurrence_id: String::new(),
-    }))
+    sales
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .expect("sales-bot lists");
+    refused(
+        &gateway,
+        Code::PermissionDenied,
+        sales.delete_meeting(proto::DeleteMeetingRequest {
+            meeting_id: id("alice@sales.acme.test"),
+            occurrence_id: String::new(),
+        }),
+    )
     .await;
-    refused(&gateway, Code::PermissionDenied, sales.end_meeting(proto::EndMeetingRequest {
-        meeting_id: id("alice@sales.acme.test"),
-    }))
+    refused(
+        &gateway,
+        Code::PermissionDenied,
+        sales.end_meeting(proto::EndMeetingRequest {
+            meeting_id: id("alice@sales.acme.test"),
+        }),
+    )
     .await;
-    refused(&gateway, Code::NotFound, sales.get_meeting(get(id("carol@support.acme.test")))).await;
-    refused(&gateway, Code::NotFound, sales.update_meeting(update_topic(id("dave@support.acme.test"), "x"))).await;
-    refused(&gateway, Code::NotFound, sales.create_meeting(create_for("carol@support.acme.test", "x"))).await;
-    refused(&gateway, Code::NotFound, sales.list_meetings(list_for("dave@support.acme.test"))).await;
+    refused(
+        &gateway,
+        Code::NotFound,
+        sales.get_meeting(get(id("carol@support.acme.test"))),
+    )
+    .await;
+    refused(
+        &gateway,
+        Code::NotFound,
+        sales.update_meeting(update_topic(id("dave@support.acme.test"), "x")),
+    )
+    .await;
+    refused(
+        &gateway,
+        Code::NotFound,
+        sales.create_meeting(create_for("carol@support.acme.test", "x")),
+    )
+    .await;
+    refused(
+        &gateway,
+        Code::NotFound,
+        sales.list_meetings(list_for("dave@support.acme.test")),
+    )
+    .await;
 
     // support-reader: carol (via group) and frank; read and list; passcodes but no start links.
     let mut support = gateway.client(SUPPORT_KEY).await;
-    let carol = support.get_meeting(get(id("carol@support.acme.test"))).await.unwrap().into_inner();
+    let carol = support
+        .get_meeting(get(id("carol@support.acme.test")))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(carol.password, "abc123");
     assert!(carol.start_url.is_empty());
-    support.get_meeting(get(id("frank@partner.test"))).await.expect("frank is granted by email");
-    support.list_meetings(list_for("carol@support.acme.test")).await.expect("lists carol");
-    refused(&gateway, Code::NotFound, support.get_meeting(get(id("dave@support.acme.test")))).await;
-    refused(&gateway, Code::NotFound, support.get_meeting(get(id("alice@sales.acme.test")))).await;
-    refused(&gateway, Code::NotFound, support.list_meetings(list_for("dave@support.acme.test"))).await;
-    refused(&gateway, Code::PermissionDenied, support.create_meeting(create_for("carol@support.acme.test", "x"))).await;
-    refused(&gateway, Code::PermissionDenied, support.update_meeting(update_topic(id("carol@support.acme.test"), "x"))).await;
+    support
+        .get_meeting(get(id("frank@partner.test")))
+        .await
+        .expect("frank is granted by email");
+    support
+        .list_meetings(list_for("carol@support.acme.test"))
+        .await
+        .expect("lists carol");
+    refused(
+        &gateway,
+        Code::NotFound,
+        support.get_meeting(get(id("dave@support.acme.test"))),
+    )
+    .await;
+    refused(
+        &gateway,
+        Code::NotFound,
+        support.get_meeting(get(id("alice@sales.acme.test"))),
+    )
+    .await;
+    refused(
+        &gateway,
+        Code::NotFound,
+        support.list_meetings(list_for("dave@support.acme.test")),
+    )
+    .await;
+    refused(
+        &gateway,
+        Code::PermissionDenied,
+        support.create_meeting(create_for("carol@support.acme.test", "x")),
+    )
+    .await;
+    refused(
+        &gateway,
+        Code::PermissionDenied,
+        support.update_meeting(update_topic(id("carol@support.acme.test"), "x")),
+    )
+    .await;
 
     // What the denied calls touched in Zoom: nothing. What they changed: nothing.
-    let dave = admin.get_meeting(get(id("dave@support.acme.test"))).await.unwrap().into_inner();
+    let dave = admin
+        .get_meeting(get(id("dave@support.acme.test")))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(dave.topic, "dave@support.acme.test's meeting");
     gateway.stop().await;
 }
@@ -147,7 +233,9 @@ impl TestCaller {
         match self {
             TestCaller::Admin => true,
             TestCaller::SalesBot => host.ends_with("@sales.acme.test"),
-            TestCaller::SupportReader => host == "carol@support.acme.test" || host == "frank@partner.test",
+            TestCaller::SupportReader => {
+                host == "carol@support.acme.test" || host == "frank@partner.test"
+            }
         }
     }
 
@@ -180,7 +268,11 @@ const MISSING: [i64; 4] = [1_111_111_111, 2_222_222_222, 3_333_333_333, 4_444_44
 
 /// Replaces the meeting id in a status message, so two messages can be compared by shape.
 fn shape(status: &tonic::Status, id: i64) -> (Code, String, String) {
-    (status.code(), status.message().replace(&id.to_string(), "{id}"), reason(status))
+    (
+        status.code(),
+        status.message().replace(&id.to_string(), "{id}"),
+        reason(status),
+    )
 }
 
 #[test]
@@ -188,12 +280,23 @@ fn random_callers_never_see_or_touch_what_they_were_not_granted() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (gateway, seeded) = runtime.block_on(async {
         let gateway = TestGateway::spawn().await;
-        let seeded: Vec<(String, proto::Meeting)> =
-            seed(&gateway).await.into_iter().map(|(e, m)| (e.to_owned(), m)).collect();
+        let seeded: Vec<(String, proto::Meeting)> = seed(&gateway)
+            .await
+            .into_iter()
+            .map(|(e, m)| (e.to_owned(), m))
+            .collect();
         (gateway, seeded)
     });
-    let callers = [TestCaller::Admin, TestCaller::SalesBot, TestCaller::SupportReader];
-    let config = ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() };
+    let callers = [
+        TestCaller::Admin,
+        TestCaller::SalesBot,
+        TestCaller::SupportReader,
+    ];
+    let config = ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
     let seeded_count = seeded.len();
     proptest!(config, |(
         caller in prop::sample::select(callers.to_vec()),

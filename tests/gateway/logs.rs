@@ -40,28 +40,77 @@ async fn logs_carry_no_keys_secrets_or_tokens() {
     let mut support = gateway.client(SUPPORT_KEY).await;
     let mut wrong = gateway.client(wrong_key).await;
 
-    let carol = admin.create_meeting(create_for("carol@support.acme.test", "logged")).await.unwrap().into_inner();
-    admin.create_meeting(create_for("frank@partner.test", "probed")).await.unwrap();
+    let carol = admin
+        .create_meeting(create_for("carol@support.acme.test", "logged"))
+        .await
+        .unwrap()
+        .into_inner();
+    admin
+        .create_meeting(create_for("frank@partner.test", "probed"))
+        .await
+        .unwrap();
     sales.get_meeting(get(carol.id)).await.unwrap_err();
     support.get_meeting(get(carol.id)).await.unwrap();
-    assert_eq!(wrong.get_meeting(get(carol.id)).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        wrong.get_meeting(get(carol.id)).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
     gateway.zoom.revoke_tokens(SUPPORT_ZOOM_ID);
-    admin.get_meeting(get(carol.id)).await.expect("retried with a new token");
-    gateway.zoom.set_faults(SUPPORT_ZOOM_ID, Faults { error_rate: 1.0, ..Default::default() });
+    admin
+        .get_meeting(get(carol.id))
+        .await
+        .expect("retried with a new token");
+    gateway.zoom.set_faults(
+        SUPPORT_ZOOM_ID,
+        Faults {
+            error_rate: 1.0,
+            ..Default::default()
+        },
+    );
     admin.get_meeting(get(carol.id)).await.unwrap_err();
-    gateway.zoom.set_faults(SALES_ZOOM_ID, Faults { malformed_token: true, ..Default::default() });
+    gateway.zoom.set_faults(
+        SALES_ZOOM_ID,
+        Faults {
+            malformed_token: true,
+            ..Default::default()
+        },
+    );
     gateway.zoom.revoke_tokens(SALES_ZOOM_ID);
-    admin.list_meetings(list_for("alice@sales.acme.test")).await.unwrap_err();
-    gateway.zoom.set_faults(LIMITED_ZOOM_ID, Faults { token_endpoint_down: true, ..Default::default() });
+    admin
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap_err();
+    gateway.zoom.set_faults(
+        LIMITED_ZOOM_ID,
+        Faults {
+            token_endpoint_down: true,
+            ..Default::default()
+        },
+    );
     admin.get_meeting(get(1_234_567_890)).await.unwrap_err();
     gateway.stop().await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("request failed"), "the capture works: {} bytes", logs.len());
-    for secret in [ADMIN_KEY, SALES_KEY, SUPPORT_KEY, wrong_key, SALES_SECRET, SUPPORT_SECRET, LIMITED_SECRET] {
+    assert!(
+        logs.contains("request failed"),
+        "the capture works: {} bytes",
+        logs.len()
+    );
+    for secret in [
+        ADMIN_KEY,
+        SALES_KEY,
+        SUPPORT_KEY,
+        wrong_key,
+        SALES_SECRET,
+        SUPPORT_SECRET,
+        LIMITED_SECRET,
+    ] {
         assert!(!logs.contains(secret), "`{secret}` leaked into the logs");
     }
     // Zoom's tokens are JWT-shaped ("eyJ..."); none may appear, nor a bearer header.
     assert!(!logs.contains("eyJ"), "a Zoom token leaked into the logs");
-    assert!(!logs.to_ascii_lowercase().contains("bearer "), "an authorization header leaked");
+    assert!(
+        !logs.to_ascii_lowercase().contains("bearer "),
+        "an authorization header leaked"
+    );
 }

@@ -40,8 +40,15 @@ async fn each_operation_lands_in_the_owning_account() {
     assert_eq!(ids_in(&gateway, SUPPORT_ZOOM_ID), vec![support.id]);
 
     // Get.
-    let got = client.get_meeting(get(support.id)).await.unwrap().into_inner();
-    assert_eq!((got.id, got.account.as_str(), got.topic.as_str()), (support.id, "acme-support", "Escalations"));
+    let got = client
+        .get_meeting(get(support.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (got.id, got.account.as_str(), got.topic.as_str()),
+        (support.id, "acme-support", "Escalations")
+    );
 
     // Update: only the masked field changes, in the owning account.
     let updated = client
@@ -72,14 +79,20 @@ async fn each_operation_lands_in_the_owning_account() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.meetings.iter().map(|m| m.id).collect::<Vec<_>>(), vec![sales.id]);
+    assert_eq!(
+        listed.meetings.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![sales.id]
+    );
     assert!(listed.meetings.iter().all(|m| m.account == "acme-sales"));
     let listed = client
         .list_meetings(list_for("carol@support.acme.test"))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.meetings.iter().map(|m| m.id).collect::<Vec<_>>(), vec![support.id]);
+    assert_eq!(
+        listed.meetings.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![support.id]
+    );
 
     // End: the host starts the meeting in Zoom, then the gateway ends it.
     assert!(gateway.zoom.start_meeting(support.id));
@@ -89,7 +102,11 @@ async fn each_operation_lands_in_the_owning_account() {
         })
         .await
         .expect("end");
-    let ended = client.get_meeting(get(support.id)).await.unwrap().into_inner();
+    let ended = client
+        .get_meeting(get(support.id))
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(ended.status, "started");
 
     // Delete: gone from its account only.
@@ -123,14 +140,24 @@ async fn users_without_a_rule_are_found_by_probing_and_cached() {
 
     // The second request for the same user needs no new probe.
     let probes = |g: &TestGateway, zoom_id: &str| {
-        g.zoom.requests(zoom_id).get("GET /users/{userId}").copied().unwrap_or(0)
+        g.zoom
+            .requests(zoom_id)
+            .get("GET /users/{userId}")
+            .copied()
+            .unwrap_or(0)
     };
-    let before = (probes(&gateway, SALES_ZOOM_ID), probes(&gateway, SUPPORT_ZOOM_ID));
+    let before = (
+        probes(&gateway, SALES_ZOOM_ID),
+        probes(&gateway, SUPPORT_ZOOM_ID),
+    );
     client
         .list_meetings(list_for("frank@partner.test"))
         .await
         .expect("list for a cached user");
-    let after = (probes(&gateway, SALES_ZOOM_ID), probes(&gateway, SUPPORT_ZOOM_ID));
+    let after = (
+        probes(&gateway, SALES_ZOOM_ID),
+        probes(&gateway, SUPPORT_ZOOM_ID),
+    );
     assert_eq!(before, after);
 
     // A user by Zoom id is found the same way.
@@ -162,7 +189,9 @@ async fn recurring_meetings_have_occurrences_and_one_can_go() {
     });
     let created = client
         .create_meeting(proto::CreateMeetingRequest {
-            user: Some(proto::create_meeting_request::User::UserEmail("bob@sales.acme.test".into())),
+            user: Some(proto::create_meeting_request::User::UserEmail(
+                "bob@sales.acme.test".into(),
+            )),
             meeting: Some(meeting),
         })
         .await
@@ -179,7 +208,11 @@ async fn recurring_meetings_have_occurrences_and_one_can_go() {
         })
         .await
         .expect("delete one occurrence");
-    let after = client.get_meeting(get(created.id)).await.unwrap().into_inner();
+    let after = client
+        .get_meeting(get(created.id))
+        .await
+        .unwrap()
+        .into_inner();
     let remaining: Vec<_> = after
         .occurrences
         .iter()

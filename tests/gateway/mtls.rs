@@ -18,7 +18,11 @@ fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 }
 
 /// Returns (certificate PEM, key PEM) of a leaf signed by `ca`.
-fn leaf(ca: &CertifiedIssuer<'static, KeyPair>, sans: Vec<SanType>, usage: ExtendedKeyUsagePurpose) -> (String, String) {
+fn leaf(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    sans: Vec<SanType>,
+    usage: ExtendedKeyUsagePurpose,
+) -> (String, String) {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.subject_alt_names = sans;
     params.extended_key_usages = vec![usage];
@@ -44,7 +48,11 @@ impl Pki {
     fn new() -> Self {
         let ca = authority("zoomgate test CA");
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = leaf(&ca, vec![dns("localhost")], ExtendedKeyUsagePurpose::ServerAuth);
+        let (cert, key) = leaf(
+            &ca,
+            vec![dns("localhost")],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
         std::fs::write(dir.path().join("server.pem"), cert).unwrap();
         std::fs::write(dir.path().join("server.key"), key).unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
@@ -90,8 +98,15 @@ async fn callers_are_identified_by_certificate_san() {
     let gateway = TestGateway::spawn_with(|toml| toml.push_str(&section)).await;
 
     // URI SAN (SPIFFE id) of the admin caller: full access, no API key needed.
-    let admin_cert = leaf(&pki.ca, vec![uri("spiffe://acme.test/admin")], ExtendedKeyUsagePurpose::ClientAuth);
-    let mut admin = pki.client(&gateway, Some(admin_cert), None).await.expect("admin connects");
+    let admin_cert = leaf(
+        &pki.ca,
+        vec![uri("spiffe://acme.test/admin")],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let mut admin = pki
+        .client(&gateway, Some(admin_cert), None)
+        .await
+        .expect("admin connects");
     let carol = admin
         .create_meeting(create_for("carol@support.acme.test", "via mTLS"))
         .await
@@ -99,21 +114,43 @@ async fn callers_are_identified_by_certificate_san() {
         .into_inner();
 
     // DNS SAN of sales-bot: its own grants apply.
-    let bot_cert = leaf(&pki.ca, vec![dns("sales-bot.acme.test")], ExtendedKeyUsagePurpose::ClientAuth);
-    let mut bot = pki.client(&gateway, Some(bot_cert), None).await.expect("bot connects");
+    let bot_cert = leaf(
+        &pki.ca,
+        vec![dns("sales-bot.acme.test")],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let mut bot = pki
+        .client(&gateway, Some(bot_cert), None)
+        .await
+        .expect("bot connects");
     let status = bot.get_meeting(get(carol.id)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    bot.list_meetings(list_for("alice@sales.acme.test")).await.expect("bot lists its own users");
+    bot.list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .expect("bot lists its own users");
 
     // A certificate of the right CA whose SAN belongs to no caller.
-    let stranger = leaf(&pki.ca, vec![dns("intruder.acme.test")], ExtendedKeyUsagePurpose::ClientAuth);
-    let mut stranger = pki.client(&gateway, Some(stranger), None).await.expect("TLS itself succeeds");
+    let stranger = leaf(
+        &pki.ca,
+        vec![dns("intruder.acme.test")],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let mut stranger = pki
+        .client(&gateway, Some(stranger), None)
+        .await
+        .expect("TLS itself succeeds");
     let status = stranger.get_meeting(get(carol.id)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 
     // No certificate, API key over TLS: still accepted.
-    let mut keyed = pki.client(&gateway, None, Some(SALES_KEY)).await.expect("connects");
-    keyed.list_meetings(list_for("alice@sales.acme.test")).await.expect("API key over TLS");
+    let mut keyed = pki
+        .client(&gateway, None, Some(SALES_KEY))
+        .await
+        .expect("connects");
+    keyed
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .expect("API key over TLS");
 
     gateway.stop().await;
 }
@@ -125,7 +162,11 @@ async fn certificates_of_another_authority_are_rejected() {
     let gateway = TestGateway::spawn_with(|toml| toml.push_str(&section)).await;
 
     let rogue_ca = authority("rogue CA");
-    let rogue = leaf(&rogue_ca, vec![uri("spiffe://acme.test/admin")], ExtendedKeyUsagePurpose::ClientAuth);
+    let rogue = leaf(
+        &rogue_ca,
+        vec![uri("spiffe://acme.test/admin")],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
     let outcome = match pki.client(&gateway, Some(rogue), None).await {
         Err(_) => None,
         Ok(mut client) => Some(client.get_meeting(get(1)).await),

@@ -178,9 +178,14 @@ impl ApiKey {
 }
 
 impl tonic::service::Interceptor for ApiKey {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -307,7 +312,9 @@ pub fn scheduled(topic: &str) -> proto::Meeting {
 
 pub fn create_for(email: &str, topic: &str) -> proto::CreateMeetingRequest {
     proto::CreateMeetingRequest {
-        user: Some(proto::create_meeting_request::User::UserEmail(email.to_owned())),
+        user: Some(proto::create_meeting_request::User::UserEmail(
+            email.to_owned(),
+        )),
         meeting: Some(scheduled(topic)),
     }
 }
@@ -321,7 +328,9 @@ pub fn get(id: i64) -> proto::GetMeetingRequest {
 
 pub fn list_for(email: &str) -> proto::ListMeetingsRequest {
     proto::ListMeetingsRequest {
-        user: Some(proto::list_meetings_request::User::UserEmail(email.to_owned())),
+        user: Some(proto::list_meetings_request::User::UserEmail(
+            email.to_owned(),
+        )),
         ..Default::default()
     }
 }

@@ -13,7 +13,11 @@ async fn concurrent_first_requests_share_one_token_fetch() {
     let calls: Vec<_> = (0..200)
         .map(|_| {
             let mut client = client.clone();
-            tokio::spawn(async move { client.list_meetings(list_for("alice@sales.acme.test")).await })
+            tokio::spawn(async move {
+                client
+                    .list_meetings(list_for("alice@sales.acme.test"))
+                    .await
+            })
         })
         .collect();
     // Zoom's per-second limit (emulated faithfully) may refuse some of the burst; none may
@@ -57,7 +61,10 @@ async fn an_expiring_token_is_replaced_without_a_failed_request() {
 async fn a_revoked_token_is_purged_and_the_request_retried_once() {
     let gateway = TestGateway::spawn().await;
     let mut client = gateway.client(ADMIN_KEY).await;
-    client.list_meetings(list_for("alice@sales.acme.test")).await.unwrap();
+    client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+        .unwrap();
     assert_eq!(gateway.zoom.token_fetches(SALES_ZOOM_ID), 1);
     let before = gateway.zoom.total_requests(SALES_ZOOM_ID);
 

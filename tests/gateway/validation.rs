@@ -7,7 +7,10 @@ use zoomgate::proto;
 use crate::support::*;
 
 async fn create_status(client: &mut Client, request: proto::CreateMeetingRequest) -> tonic::Status {
-    client.create_meeting(request).await.expect_err("request is refused")
+    client
+        .create_meeting(request)
+        .await
+        .expect_err("request is refused")
 }
 
 #[tokio::test]
@@ -17,43 +20,76 @@ async fn each_bad_field_is_named() {
     let user = |email: &str| Some(proto::create_meeting_request::User::UserEmail(email.into()));
 
     let cases: Vec<(&str, proto::CreateMeetingRequest)> = vec![
-        ("user", proto::CreateMeetingRequest { user: None, meeting: Some(scheduled("x")) }),
-        ("user_email", proto::CreateMeetingRequest { user: user(""), meeting: Some(scheduled("x")) }),
+        (
+            "user",
+            proto::CreateMeetingRequest {
+                user: None,
+                meeting: Some(scheduled("x")),
+            },
+        ),
+        (
+            "user_email",
+            proto::CreateMeetingRequest {
+                user: user(""),
+                meeting: Some(scheduled("x")),
+            },
+        ),
         ("meeting.duration_minutes", {
             let mut m = scheduled("x");
             m.duration_minutes = 1441;
-            proto::CreateMeetingRequest { user: user("alice@sales.acme.test"), meeting: Some(m) }
+            proto::CreateMeetingRequest {
+                user: user("alice@sales.acme.test"),
+                meeting: Some(m),
+            }
         }),
         ("meeting.timezone", {
             let mut m = scheduled("x");
             m.timezone = "Atlantis/Capital".into();
-            proto::CreateMeetingRequest { user: user("alice@sales.acme.test"), meeting: Some(m) }
+            proto::CreateMeetingRequest {
+                user: user("alice@sales.acme.test"),
+                meeting: Some(m),
+            }
         }),
         ("meeting.topic", {
             let m = scheduled(&"t".repeat(201));
-            proto::CreateMeetingRequest { user: user("alice@sales.acme.test"), meeting: Some(m) }
+            proto::CreateMeetingRequest {
+                user: user("alice@sales.acme.test"),
+                meeting: Some(m),
+            }
         }),
         ("meeting.type", {
             let mut m = scheduled("x");
             m.r#type = 5;
-            proto::CreateMeetingRequest { user: user("alice@sales.acme.test"), meeting: Some(m) }
+            proto::CreateMeetingRequest {
+                user: user("alice@sales.acme.test"),
+                meeting: Some(m),
+            }
         }),
     ];
     for (field, request) in cases {
         let status = create_status(&mut client, request).await;
         assert_eq!(status.code(), Code::InvalidArgument, "{field}");
         assert_eq!(violated_fields(&status), vec![field.to_owned()], "{field}");
-        assert!(status.message().contains(field), "{field}: {}", status.message());
+        assert!(
+            status.message().contains(field),
+            "{field}: {}",
+            status.message()
+        );
     }
 
     let status = client
-        .get_meeting(proto::GetMeetingRequest { meeting_id: -4, occurrence_id: String::new() })
+        .get_meeting(proto::GetMeetingRequest {
+            meeting_id: -4,
+            occurrence_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["meeting_id"]);
     let status = client
         .list_meetings(proto::ListMeetingsRequest {
-            user: Some(proto::list_meetings_request::User::UserEmail("alice@sales.acme.test".into())),
+            user: Some(proto::list_meetings_request::User::UserEmail(
+                "alice@sales.acme.test".into(),
+            )),
             page_size: 301,
             ..Default::default()
         })
@@ -71,28 +107,45 @@ fn arbitrary_meeting() -> impl Strategy<Value = proto::Meeting> {
     (
         ".{0,260}",
         prop_oneof![Just(0), Just(2), Just(8), any::<i32>()],
-        prop_oneof![Just(None), (any::<i64>(), any::<i32>()).prop_map(|(s, n)| Some(prost_types::Timestamp { seconds: s, nanos: n }))],
+        prop_oneof![
+            Just(None),
+            (any::<i64>(), any::<i32>()).prop_map(|(s, n)| Some(prost_types::Timestamp {
+                seconds: s,
+                nanos: n
+            }))
+        ],
         any::<i32>(),
-        prop_oneof![Just(String::new()), Just("Europe/Berlin".to_owned()), ".{0,40}"],
+        prop_oneof![
+            Just(String::new()),
+            Just("Europe/Berlin".to_owned()),
+            ".{0,40}"
+        ],
         ".{0,12}",
-        prop::option::of((any::<i32>(), any::<i32>(), prop::collection::vec(any::<i32>(), 0..4), any::<i32>())),
+        prop::option::of((
+            any::<i32>(),
+            any::<i32>(),
+            prop::collection::vec(any::<i32>(), 0..4),
+            any::<i32>(),
+        )),
     )
-        .prop_map(|(topic, kind, start_time, duration, timezone, password, recurrence)| proto::Meeting {
-            topic,
-            r#type: kind,
-            start_time,
-            duration_minutes: duration,
-            timezone,
-            password,
-            recurrence: recurrence.map(|(t, interval, days, end_times)| proto::Recurrence {
-                r#type: t,
-                repeat_interval: interval,
-                weekly_days: days,
-                end_times,
+        .prop_map(
+            |(topic, kind, start_time, duration, timezone, password, recurrence)| proto::Meeting {
+                topic,
+                r#type: kind,
+                start_time,
+                duration_minutes: duration,
+                timezone,
+                password,
+                recurrence: recurrence.map(|(t, interval, days, end_times)| proto::Recurrence {
+                    r#type: t,
+                    repeat_interval: interval,
+                    weekly_days: days,
+                    end_times,
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        })
+            },
+        )
 }
 
 #[test]
@@ -103,7 +156,11 @@ fn no_input_panics_the_server() {
         let client = gateway.client(ADMIN_KEY).await;
         (gateway, client)
     });
-    let config = ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() };
+    let config = ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(
         email in prop_oneof![Just("alice@sales.acme.test".to_owned()), ".{0,40}"],
         meeting in arbitrary_meeting(),
