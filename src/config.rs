@@ -494,3 +494,149 @@ fn default_user_cache_ttl_secs() -> u64 {
 fn default_negative_cache_ttl_secs() -> u64 {
     60
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_HASH: &str = "15e09c17f3d771ab3c35b8f087f4cbe90866d90fa281152dd4e1a787ebd088d9";
+
+    fn config(accounts: &str) -> String {
+        format!(
+            r#"
+{accounts}
+
+[[callers]]
+name = "app"
+api_key_sha256 = ["{KEY_HASH}"]
+  [[callers.grants]]
+  accounts = ["*"]
+  users = ["*"]
+  operations = ["read"]
+"#
+        )
+    }
+
+    const SALES: &str = r#"
+[[accounts]]
+name = "sales"
+zoom_account_id = "Z1"
+client_id = "c1"
+client_secret_env = "SALES_SECRET"
+users = ["boss@x.test"]
+domains = ["sales.x.test"]
+"#;
+
+    fn env() -> HashMap<String, String> {
+        HashMap::from([("SALES_SECRET".to_owned(), "s3cret".to_owned())])
+    }
+
+    fn error_of(text: &str, env: &HashMap<String, String>) -> String {
+        Config::from_toml(text, env, Path::new("."))
+            .expect_err("config is refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_minimal_config_gets_defaults() {
+        let config = Config::from_toml(&config(SALES), &env(), Path::new("/etc/zoomgate")).unwrap();
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.zoom_api_url, "https://api.zoom.us/v2");
+        assert_eq!(config.store, "sqlite:/etc/zoomgate/zoomgate.db");
+        assert_eq!(config.token.refresh_margin, Duration::from_secs(300));
+        let name = AccountName::parse("sales").unwrap();
+        assert_eq!(
+            config.routing.rules.account_for("ann@sales.x.test"),
+            Some(&name)
+        );
+        assert_eq!(config.routing.rules.account_for("boss@x.test"), Some(&name));
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_never_inline() {
+        assert_eq!(
+            error_of(&config(SALES), &HashMap::new()),
+            "accounts[0].client_secret_env: SALES_SECRET is not set"
+        );
+        let inline = SALES.replace(
+            "client_secret_env = \"SALES_SECRET\"",
+            "client_secret = \"x\"",
+        );
+        assert!(error_of(&config(&inline), &env()).contains("unknown field `client_secret`"));
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "from-file\n").unwrap();
+        let from_file = SALES.replace(
+            "client_secret_env = \"SALES_SECRET\"",
+            "client_secret_file = \"secret\"",
+        );
+        let config = Config::from_toml(&config(&from_file), &HashMap::new(), dir.path()).unwrap();
+        let account = config.accounts.iter().next().unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(account.client_secret.expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                config(SALES).replace("[[accounts]]", "listen_addr = \"nowhere\"\n[[accounts]]"),
+                "listen_addr",
+            ),
+            (
+                config(SALES).replace("[[accounts]]", "zoom_api_url = \"ftp://x\"\n[[accounts]]"),
+                "zoom_api_url",
+            ),
+            (
+                config(&SALES.replace("\"sales\"", "\"Sales!\"")),
+                "accounts[0].name",
+            ),
+            (
+                config(&SALES.replace("\"Z1\"", "\"\"")),
+                "accounts[0].zoom_account_id",
+            ),
+            (
+                config(&SALES.replace("\"boss@x.test\"", "\"boss\"")),
+                "accounts[0].users[0]",
+            ),
+            (
+                config(&format!(
+                    "{SALES}{}",
+                    SALES.replace("\"sales\"", "\"other\"")
+                )),
+                "accounts[1].zoom_account_id",
+            ),
+            (
+                config(&format!(
+                    "{SALES}{}",
+                    SALES.replace("\"sales\"", "\"other\"").replace("Z1", "Z2")
+                )),
+                "accounts[1].users[0]",
+            ),
+            (
+                config(SALES).replace("\"read\"", "\"destroy\""),
+                "callers[0].grants[0].operations[0]",
+            ),
+            (config(""), "accounts"),
+        ];
+        for (text, field) in cases {
+            let error = error_of(&text, &env());
+            assert!(error.starts_with(&format!("{field}: ")), "{field}: {error}");
+        }
+        let no_callers = SALES.to_owned();
+        assert!(error_of(&no_callers, &env()).starts_with("callers: "));
+    }
+
+    #[test]
+    fn store_locations_resolve_against_the_config_directory() {
+        let base = Path::new("/srv");
+        assert_eq!(
+            resolve_store("sqlite:data/z.db", base),
+            "sqlite:/srv/data/z.db"
+        );
+        assert_eq!(resolve_store("z.db", base), "sqlite:/srv/z.db");
+        assert_eq!(resolve_store("sqlite:/var/z.db", base), "sqlite:/var/z.db");
+        assert_eq!(resolve_store("sqlite::memory:", base), "sqlite::memory:");
+    }
+}

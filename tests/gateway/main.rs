@@ -3,7 +3,10 @@
 mod support;
 
 mod audit;
+mod cli;
+mod demo;
 mod errors;
+mod health;
 mod isolation;
 mod logs;
 mod meetings;
