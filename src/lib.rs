@@ -31,7 +31,3 @@ pub mod store;
 pub mod telemetry;
 pub mod token;
 pub mod zoom;
-
-
-
-

@@ -127,7 +127,12 @@ impl Endpoint {
         self.scopes()
             .iter()
             .copied()
-            .filter(|s| s.split(':').count() >= 3)
+            .filter(|s| {
+                // Granular scopes are `service:action:data_claim[:level]`; classic ones are
+                // `service:action[:admin|:master]`.
+                let parts: Vec<&str> = s.split(':').collect();
+                parts.len() == 4 || (parts.len() == 3 && !matches!(parts[2], "admin" | "master"))
+            })
             .collect()
     }
 
@@ -179,17 +184,28 @@ impl AccountState {
     pub fn requests(&self) -> BTreeMap<String, u64> {
         Endpoint::ALL
             .iter()
-            .map(|e| (e.key().to_owned(), self.requests[e.index()].load(Ordering::Relaxed)))
+            .map(|e| {
+                (
+                    e.key().to_owned(),
+                    self.requests[e.index()].load(Ordering::Relaxed),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .collect()
     }
 
     pub fn total_requests(&self) -> u64 {
-        self.requests.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+        self.requests
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn faults(&self) -> Faults {
-        self.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_faults(&self, faults: Faults) {
