@@ -257,6 +257,18 @@ mod tests {
     }
 
     #[test]
+    fn demo_config_is_valid() {
+        let config = EmulatorConfig::from_toml(include_str!("../../config/emulator.toml"))
+            .expect("config/emulator.toml is valid");
+        let ids: Vec<&str> = config
+            .accounts
+            .iter()
+            .map(|a| a.account_id.as_str())
+            .collect();
+        assert_eq!(ids, ["acme-sales", "acme-support"]);
+    }
+
+    #[test]
     fn debug_hides_secret() {
         let config = EmulatorConfig::from_toml(ONE).expect("valid");
         assert!(!format!("{config:?}").contains("very-secret"));
