@@ -226,6 +226,8 @@ pub struct IssuedToken {
 pub struct Shared {
     pub clock: Clock,
     pub token_ttl_secs: AtomicU64,
+    /// False when the config turns rate limits off (benchmarks).
+    pub enforce_rate_limits: bool,
     /// `http://127.0.0.1:PORT`: the `api_url` of tokens and the host of join/start URLs.
     pub base_url: String,
     pub accounts: HashMap<String, Arc<AccountState>>,
@@ -295,6 +297,7 @@ impl Shared {
         Self {
             clock: Clock::default(),
             token_ttl_secs: AtomicU64::new(config.token_ttl_secs),
+            enforce_rate_limits: config.enforce_rate_limits,
             base_url,
             accounts,
             account_by_client_id,

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{at, spawn};
+use crate::support::{CONFIG, at, spawn, spawn_with};
 
 #[tokio::test]
 async fn free_plan_per_second_limit_gives_429_with_headers() {
@@ -114,5 +114,23 @@ async fn user_daily_limit_of_100_creates_and_updates_resets_at_midnight_utc() {
     zoom.create_meeting(&token, "ua-alice", &body).await;
     let counters = zoom.emu.rate_limit_counters("acc-a");
     assert_eq!(counters.user_daily.get("ua-alice"), Some(&1));
+    zoom.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn limits_can_be_turned_off_for_benchmarks() {
+    let zoom = spawn_with(&format!("enforce_rate_limits = false\n{CONFIG}")).await;
+    zoom.emu.set_now(at("2030-05-01T10:00:00Z"));
+    let token = zoom.token("acc-free").await;
+    for _ in 0..8 {
+        let answer = zoom
+            .call(&token, "GET /users/{userId}", "/users/uf-fred", None)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "free Light would allow only 4/s"
+        );
+    }
     zoom.emu.shutdown().await;
 }
