@@ -19,6 +19,10 @@ pub struct EmulatorConfig {
     /// Lifetime of issued access tokens in seconds (Zoom: 3600). Tests shorten it.
     #[serde(default = "default_token_ttl_secs")]
     pub token_ttl_secs: u64,
+    /// Enforces Zoom's rate limits (default true). Benchmarks turn it off so the emulator's
+    /// faithful 30-80 requests/s per account do not cap the gateway under test.
+    #[serde(default = "default_true")]
+    pub enforce_rate_limits: bool,
     /// Where Zoom-signed meeting events are posted; no webhooks when absent.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
@@ -131,6 +135,10 @@ fn default_listen_addr() -> SocketAddr {
 
 fn default_token_ttl_secs() -> u64 {
     3600
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_user_type() -> u8 {
@@ -248,12 +256,25 @@ mod tests {
     fn parses_with_defaults() {
         let config = EmulatorConfig::from_toml(ONE).expect("valid");
         assert_eq!(config.token_ttl_secs, 3600);
+        assert!(config.enforce_rate_limits);
         assert_eq!(config.accounts[0].plan, Plan::Business);
         let user = &config.accounts[0].users[0];
         assert_eq!(
             (user.user_type, user.status, user.timezone.as_str()),
             (2, UserStatus::Active, "UTC")
         );
+    }
+
+    #[test]
+    fn demo_config_is_valid() {
+        let config = EmulatorConfig::from_toml(include_str!("../../config/emulator.toml"))
+            .expect("config/emulator.toml is valid");
+        let ids: Vec<&str> = config
+            .accounts
+            .iter()
+            .map(|a| a.account_id.as_str())
+            .collect();
+        assert_eq!(ids, ["acme-sales", "acme-support"]);
     }
 
     #[test]

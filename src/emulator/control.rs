@@ -45,11 +45,8 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
-fn account<'a>(shared: &'a Shared, account_id: &str) -> Result<&'a Arc<AccountState>, Response> {
-    shared
-        .accounts
-        .get(account_id)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "unknown account"))
+fn unknown_account() -> Response {
+    error(StatusCode::NOT_FOUND, "unknown account")
 }
 
 /// Every counter of one account, as `GET /_emulator/accounts/{id}/counters` returns it.
@@ -84,16 +81,16 @@ async fn list_accounts(State(shared): Ctx) -> Response {
 }
 
 async fn counters(State(shared): Ctx, Path(account_id): Path<String>) -> Response {
-    match account(&shared, &account_id) {
-        Ok(account) => axum::Json(counters_json(&shared, account)).into_response(),
-        Err(response) => response,
+    match shared.accounts.get(&account_id) {
+        Some(account) => axum::Json(counters_json(&shared, account)).into_response(),
+        None => unknown_account(),
     }
 }
 
 async fn get_faults(State(shared): Ctx, Path(account_id): Path<String>) -> Response {
-    match account(&shared, &account_id) {
-        Ok(account) => axum::Json(account.faults()).into_response(),
-        Err(response) => response,
+    match shared.accounts.get(&account_id) {
+        Some(account) => axum::Json(account.faults()).into_response(),
+        None => unknown_account(),
     }
 }
 
@@ -102,9 +99,8 @@ async fn set_faults(
     Path(account_id): Path<String>,
     axum::Json(faults): axum::Json<Faults>,
 ) -> Response {
-    let account = match account(&shared, &account_id) {
-        Ok(account) => account,
-        Err(response) => return response,
+    let Some(account) = shared.accounts.get(&account_id) else {
+        return unknown_account();
     };
     if !faults.rates_valid() {
         return error(
@@ -117,21 +113,20 @@ async fn set_faults(
 }
 
 async fn revoke_tokens(State(shared): Ctx, Path(account_id): Path<String>) -> Response {
-    match account(&shared, &account_id) {
-        Ok(account) => {
+    match shared.accounts.get(&account_id) {
+        Some(account) => {
             account.generation.fetch_add(1, Ordering::Relaxed);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(response) => response,
+        None => unknown_account(),
     }
 }
 
 async fn meetings(State(shared): Ctx, Path(account_id): Path<String>) -> Response {
-    match account(&shared, &account_id) {
-        Ok(_) => axum::Json(json!({ "meetings": meetings_json(&shared, &account_id) }))
-            .into_response(),
-        Err(response) => response,
+    if !shared.accounts.contains_key(&account_id) {
+        return unknown_account();
     }
+    axum::Json(json!({ "meetings": meetings_json(&shared, &account_id) })).into_response()
 }
 
 async fn start(State(shared): Ctx, Path(meeting_id): Path<String>) -> Response {

@@ -38,7 +38,11 @@ impl Faults {
 }
 
 fn clamp_rate(rate: f64) -> f64 {
-    if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) }
+    if rate.is_nan() {
+        0.0
+    } else {
+        rate.clamp(0.0, 1.0)
+    }
 }
 
 /// Returns true with probability `rate`; exact at 0 and 1 so tests stay deterministic.
@@ -67,6 +71,12 @@ mod tests {
         assert_eq!((faults.error_rate, faults.reset_rate), (1.0, 0.0));
         assert!(roll(1.0));
         assert!(!roll(0.0));
-        assert!(!Faults { error_rate: -0.1, ..Faults::default() }.rates_valid());
+        assert!(
+            !Faults {
+                error_rate: -0.1,
+                ..Faults::default()
+            }
+            .rates_valid()
+        );
     }
 }

@@ -279,7 +279,8 @@ fn month_candidate(first: NaiveDate, months: i64, rec: &Recurrence) -> Option<Na
     match (rec.monthly_week, rec.monthly_week_day) {
         (Some(week), Some(weekday)) => {
             let first_of_month = NaiveDate::from_ymd_opt(year, month, 1)?;
-            let offset = (7 + weekday as i64 - 1
+            let offset = (7 + weekday as i64
+                - 1
                 - i64::from(first_of_month.weekday().num_days_from_sunday()))
                 % 7;
             let first_match = first_of_month + Duration::days(offset);
@@ -334,6 +335,8 @@ pub struct Meeting {
     pub topic: String,
     pub meeting_type: u8,
     pub started: bool,
+    /// When the running instance started; `meeting.ended` reports it.
+    pub started_at: Option<DateTime<Utc>>,
     /// Set by DELETE; `PUT .../status {"action":"recover"}` clears it.
     pub deleted: bool,
     pub start_time: Option<DateTime<Utc>>,
@@ -480,14 +483,19 @@ impl Meeting {
                 None => self
                     .occurrences
                     .iter()
-                    .filter(|o| show_previous || o.start_time + Duration::minutes(o.duration.into()) >= now)
+                    .filter(|o| {
+                        show_previous || o.start_time + Duration::minutes(o.duration.into()) >= now
+                    })
                     .map(Occurrence::to_json)
                     .collect(),
             };
             map.insert("occurrences".into(), occurrences.into());
         }
         if !self.tracking_fields.is_empty() {
-            map.insert("tracking_fields".into(), self.tracking_fields.clone().into());
+            map.insert(
+                "tracking_fields".into(),
+                self.tracking_fields.clone().into(),
+            );
         }
         if let Some(template_id) = &self.template_id {
             map.insert("template_id".into(), template_id.clone().into());
@@ -540,6 +548,31 @@ impl Meeting {
         });
         if let (Value::Object(map), Some(start)) = (&mut object, self.start_time) {
             map.insert("start_time".into(), zoom_time(start).into());
+        }
+        object
+    }
+}
+
+impl Meeting {
+    /// `payload.object` of `meeting.started` / `meeting.ended`: SPEC-WH allows only these
+    /// fields there and gives `id` as a string.
+    pub fn lifecycle_object(
+        &self,
+        started_at: DateTime<Utc>,
+        ended_at: Option<DateTime<Utc>>,
+    ) -> Value {
+        let mut object = json!({
+            "id": self.id.to_string(),
+            "uuid": self.uuid,
+            "host_id": self.host_id,
+            "topic": self.topic,
+            "type": self.meeting_type,
+            "start_time": zoom_time(started_at),
+            "timezone": self.timezone,
+            "duration": self.duration,
+        });
+        if let (Value::Object(map), Some(end)) = (&mut object, ended_at) {
+            map.insert("end_time".into(), zoom_time(end).into());
         }
         object
     }

@@ -40,7 +40,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{AccountConfig, EmulatorConfig, EmulatorConfigError, UserConfig, UserStatus, WebhookConfig};
+pub use config::{
+    AccountConfig, EmulatorConfig, EmulatorConfigError, UserConfig, UserStatus, WebhookConfig,
+};
 pub use faults::Faults;
 pub use ratelimit::RateLimitCounters;
 pub use webhooks::WebhookError;
@@ -72,13 +74,10 @@ impl Emulator {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let mut tasks = Vec::new();
+        let mut webhook_task = None;
         let webhooks = config.webhook.as_ref().map(|w| {
-            let (sender, task) = WebhookSender::spawn(
-                w.url.clone(),
-                w.secret_token.clone(),
-            );
-            tasks.push(task);
+            let (sender, task) = WebhookSender::spawn(w.url.clone(), w.secret_token.clone());
+            webhook_task = Some(task);
             sender
         });
         let shared = Arc::new(Shared::new(&config, base_url, webhooks));
@@ -100,11 +99,12 @@ impl Emulator {
         .with_graceful_shutdown(async {
             let _ = stopped.await;
         });
-        tasks.push(tokio::spawn(async move {
+        let server_task = tokio::spawn(async move {
             if let Err(error) = server.await {
                 tracing::error!(%error, "emulator server failed");
             }
-        }));
+        });
+        let tasks = std::iter::once(server_task).chain(webhook_task).collect();
         tracing::info!(%addr, "zoom emulator listening");
         Ok(Emulator {
             inner: Arc::new(Inner {
@@ -137,17 +137,29 @@ impl Emulator {
 
     /// Stops accepting, lets open requests finish (up to 5 s), then cuts what is left.
     pub async fn shutdown(self) {
-        let stop = self.inner.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let stop = self
+            .inner
+            .stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
         let tasks: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for mut task in tasks {
-            // The webhook task only ends with the sender, so it is aborted after the grace.
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
-                task.abort();
-            }
+        // The server task comes first; once it is done no new event can be queued, so the
+        // webhook task (which otherwise waits for events forever) is stopped.
+        let mut tasks = tasks.into_iter();
+        if let Some(mut server) = tasks.next()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+        {
+            server.abort();
+        }
+        for task in tasks {
+            task.abort();
         }
     }
 

@@ -127,7 +127,12 @@ impl Endpoint {
         self.scopes()
             .iter()
             .copied()
-            .filter(|s| s.split(':').count() >= 3)
+            .filter(|s| {
+                // Granular scopes are `service:action:data_claim[:level]`; classic ones are
+                // `service:action[:admin|:master]`.
+                let parts: Vec<&str> = s.split(':').collect();
+                parts.len() == 4 || (parts.len() == 3 && !matches!(parts[2], "admin" | "master"))
+            })
             .collect()
     }
 
@@ -179,17 +184,28 @@ impl AccountState {
     pub fn requests(&self) -> BTreeMap<String, u64> {
         Endpoint::ALL
             .iter()
-            .map(|e| (e.key().to_owned(), self.requests[e.index()].load(Ordering::Relaxed)))
+            .map(|e| {
+                (
+                    e.key().to_owned(),
+                    self.requests[e.index()].load(Ordering::Relaxed),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .collect()
     }
 
     pub fn total_requests(&self) -> u64 {
-        self.requests.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+        self.requests
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn faults(&self) -> Faults {
-        self.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -210,6 +226,8 @@ pub struct IssuedToken {
 pub struct Shared {
     pub clock: Clock,
     pub token_ttl_secs: AtomicU64,
+    /// False when the config turns rate limits off (benchmarks).
+    pub enforce_rate_limits: bool,
     /// `http://127.0.0.1:PORT`: the `api_url` of tokens and the host of join/start URLs.
     pub base_url: String,
     pub accounts: HashMap<String, Arc<AccountState>>,
@@ -279,6 +297,7 @@ impl Shared {
         Self {
             clock: Clock::default(),
             token_ttl_secs: AtomicU64::new(config.token_ttl_secs),
+            enforce_rate_limits: config.enforce_rate_limits,
             base_url,
             accounts,
             account_by_client_id,

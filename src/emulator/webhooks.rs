@@ -68,7 +68,9 @@ pub struct WebhookSender {
 
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outgoing").field("event", &self.event).finish()
+        f.debug_struct("Outgoing")
+            .field("event", &self.event)
+            .finish()
     }
 }
 
@@ -148,11 +150,18 @@ impl WebhookSender {
         if !status.is_success() {
             return Err(WebhookError::Status(status.as_u16()));
         }
-        let answer: Value = response.json().await.map_err(|_| WebhookError::WrongToken)?;
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|_| WebhookError::WrongToken)?;
         let expected = encrypted_token(self.secret.expose_secret().as_bytes(), &plain_token);
         let ok = answer.get("plainToken").and_then(Value::as_str) == Some(plain_token.as_str())
             && answer.get("encryptedToken").and_then(Value::as_str) == Some(expected.as_str());
-        if ok { Ok(()) } else { Err(WebhookError::WrongToken) }
+        if ok {
+            Ok(())
+        } else {
+            Err(WebhookError::WrongToken)
+        }
     }
 }
 
