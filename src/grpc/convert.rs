@@ -687,7 +687,7 @@ mod tests {
         };
         assert_eq!(
             violations(create_body(Some(&meeting))),
-            ["meeting.extra.topic", "meeting.extra.schedule_for"]
+            ["meeting.extra.schedule_for", "meeting.extra.topic"]
         );
     }
 
