@@ -1,1 +1,265 @@
-fn main() {}
+//! GetMeeting through the gateway versus the same Zoom GET sent straight to the emulator.
+//!
+//! Both run in one process against one in-process emulator (rate limits off), at concurrency 1
+//! and 64, so the ratio between them is what the gateway adds on this machine.
+//! Run: `cargo bench --bench gateway` (add `-- --quick` for a shorter run).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
+use zoomgate::config::RawConfig;
+use zoomgate::emulator::{Emulator, EmulatorConfig};
+use zoomgate::proto;
+use zoomgate::proto::meetings_client::MeetingsClient;
+
+const EMULATOR: &str = r#"
+enforce_rate_limits = false
+
+[[accounts]]
+account_id = "BenchSales"
+client_id = "bench-sales"
+client_secret = "bench-sales-secret"
+plan = "business"
+scopes = ["meeting:write:meeting:admin", "meeting:read:meeting:admin", "user:read:user:admin"]
+  [[accounts.users]]
+  id = "u-alice"
+  email = "alice@sales.bench.test"
+
+[[accounts]]
+account_id = "BenchSupport"
+client_id = "bench-support"
+client_secret = "bench-support-secret"
+plan = "business"
+scopes = ["meeting:write:meeting:admin", "meeting:read:meeting:admin", "user:read:user:admin"]
+  [[accounts.users]]
+  id = "u-carol"
+  email = "carol@support.bench.test"
+"#;
+
+const API_KEY: &str = "bench-key";
+
+fn gateway_toml(emulator: &Emulator, store: &str) -> String {
+    format!(
+        r#"
+listen_addr = "127.0.0.1:0"
+zoom_api_url = "{api}"
+zoom_oauth_url = "{oauth}"
+store = "{store}"
+
+[[accounts]]
+name = "sales"
+zoom_account_id = "BenchSales"
+client_id = "bench-sales"
+client_secret_env = "SALES"
+domains = ["sales.bench.test"]
+
+[[accounts]]
+name = "support"
+zoom_account_id = "BenchSupport"
+client_id = "bench-support"
+client_secret_env = "SUPPORT"
+domains = ["support.bench.test"]
+
+[[callers]]
+name = "bench"
+api_key_sha256 = ["{hash}"]
+  [[callers.grants]]
+  accounts = ["*"]
+  users = ["*"]
+  operations = ["*"]
+"#,
+        api = emulator.api_url(),
+        oauth = emulator.oauth_url(),
+        hash = zoomgate::policy::hash_api_key(API_KEY),
+    )
+}
+
+/// Latencies of one run, sorted.
+struct Run {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn percentile(&self, p: f64) -> Duration {
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index]
+    }
+
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `total` calls of `call` with `concurrency` workers and records each latency.
+async fn measure<F, Fut>(concurrency: usize, total: usize, call: F) -> Run
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let per_worker = total / concurrency;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_worker);
+                for i in 0..per_worker {
+                    let start = Instant::now();
+                    call(worker * per_worker + i).await;
+                    latencies.push(start.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker finishes"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Run { latencies, elapsed }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 1 } else { 5 };
+
+    let emulator_config = EmulatorConfig::from_toml(EMULATOR).expect("bench emulator config");
+    let emulator = Emulator::start(emulator_config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("emulator starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite:{}", dir.path().join("bench.db").display());
+    let raw: RawConfig = toml::from_str(&gateway_toml(&emulator, &store)).unwrap();
+    let env = [("SALES", "bench-sales-secret"), ("SUPPORT", "bench-support-secret")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let config = raw.validate(&env, Path::new(".")).expect("bench gateway config");
+    let app = zoomgate::App::build(config).await.expect("gateway builds");
+    let addr = app.local_addr();
+    let tokens = app.tokens().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+
+    // One meeting per account, created through the gateway so the ledger routes them.
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let key: MetadataValue<Ascii> = format!("Bearer {API_KEY}").parse().unwrap();
+    let client = MeetingsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        req.metadata_mut().insert("authorization", key.clone());
+        Ok(req)
+    });
+    let mut ids = Vec::new();
+    for email in ["alice@sales.bench.test", "carol@support.bench.test"] {
+        let meeting = client
+            .clone()
+            .create_meeting(proto::CreateMeetingRequest {
+                user: Some(proto::create_meeting_request::User::UserEmail(email.into())),
+                meeting: Some(proto::Meeting {
+                    topic: "bench".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create through the gateway")
+            .into_inner();
+        ids.push(meeting.id);
+    }
+    let ids = Arc::new(ids);
+
+    // The direct path: a keep-alive HTTP client with a token of the sales account.
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(emulator.oauth_url())
+        .basic_auth("bench-sales", Some("bench-sales-secret"))
+        .form(&[("grant_type", "account_credentials"), ("account_id", "BenchSales")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let direct_url = Arc::new(format!("{}/meetings/{}", emulator.api_url(), ids[0]));
+
+    println!("| concurrency | path | requests | p50 (µs) | p99 (µs) | throughput (req/s) |");
+    println!("|---|---|---|---|---|---|");
+    let mut summary = Vec::new();
+    for (concurrency, total) in [(1usize, 2_000 * scale), (64, 8_000 * scale)] {
+        let (http, bearer, url) = (http.clone(), bearer.clone(), direct_url.clone());
+        let direct_call = move |_| {
+            let request = http.get(url.as_str()).header("authorization", bearer.clone());
+            async move {
+                let response = request.send().await.expect("direct GET");
+                assert!(response.status().is_success(), "direct GET failed");
+                response.bytes().await.expect("body");
+            }
+        };
+        let (client, ids) = (client.clone(), ids.clone());
+        let gateway_call = move |i: usize| {
+            let mut client = client.clone();
+            let id = ids[i % ids.len()];
+            async move {
+                client
+                    .get_meeting(proto::GetMeetingRequest {
+                        meeting_id: id,
+                        occurrence_id: String::new(),
+                    })
+                    .await
+                    .expect("GetMeeting through the gateway");
+            }
+        };
+        // Warm up both paths, then measure.
+        measure(concurrency, total / 10, direct_call.clone()).await;
+        measure(concurrency, total / 10, gateway_call.clone()).await;
+        let direct = measure(concurrency, total, direct_call).await;
+        let gateway = measure(concurrency, total, gateway_call).await;
+        for (name, run) in [("direct", &direct), ("gateway", &gateway)] {
+            println!(
+                "| {concurrency} | {name} | {} | {:.0} | {:.0} | {:.0} |",
+                run.latencies.len(),
+                micros(run.percentile(0.5)),
+                micros(run.percentile(0.99)),
+                run.throughput()
+            );
+        }
+        summary.push((concurrency, direct, gateway));
+    }
+    println!();
+    println!("| concurrency | added p50 (µs) | added p99 (µs) | throughput gateway/direct |");
+    println!("|---|---|---|---|");
+    for (concurrency, direct, gateway) in &summary {
+        println!(
+            "| {concurrency} | {:.0} | {:.0} | {:.2} |",
+            micros(gateway.percentile(0.5)) - micros(direct.percentile(0.5)),
+            micros(gateway.percentile(0.99)) - micros(direct.percentile(0.99)),
+            gateway.throughput() / direct.throughput()
+        );
+    }
+    println!();
+    for account in ["sales", "support"] {
+        let name = zoomgate::accounts::AccountName::parse(account).unwrap();
+        println!("token fetches by the gateway, account {account}: {}", tokens.fetches(&name));
+    }
+
+    let _ = stop.send(());
+    server.await.expect("server task").expect("server stops cleanly");
+    emulator.shutdown().await;
+}
