@@ -142,11 +142,16 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite:{}", dir.path().join("bench.db").display());
     let raw: RawConfig = toml::from_str(&gateway_toml(&emulator, &store)).unwrap();
-    let env = [("SALES", "bench-sales-secret"), ("SUPPORT", "bench-support-secret")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    let config = raw.validate(&env, Path::new(".")).expect("bench gateway config");
+    let env = [
+        ("SALES", "bench-sales-secret"),
+        ("SUPPORT", "bench-support-secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = raw
+        .validate(&env, Path::new("."))
+        .expect("bench gateway config");
     let app = zoomgate::App::build(config).await.expect("gateway builds");
     let addr = app.local_addr();
     let tokens = app.tokens().clone();
@@ -189,7 +194,10 @@ async fn main() {
     let token: serde_json::Value = http
         .post(emulator.oauth_url())
         .basic_auth("bench-sales", Some("bench-sales-secret"))
-        .form(&[("grant_type", "account_credentials"), ("account_id", "BenchSales")])
+        .form(&[
+            ("grant_type", "account_credentials"),
+            ("account_id", "BenchSales"),
+        ])
         .send()
         .await
         .unwrap()
@@ -205,7 +213,9 @@ async fn main() {
     for (concurrency, total) in [(1usize, 2_000 * scale), (64, 8_000 * scale)] {
         let (http, bearer, url) = (http.clone(), bearer.clone(), direct_url.clone());
         let direct_call = move |_| {
-            let request = http.get(url.as_str()).header("authorization", bearer.clone());
+            let request = http
+                .get(url.as_str())
+                .header("authorization", bearer.clone());
             async move {
                 let response = request.send().await.expect("direct GET");
                 assert!(response.status().is_success(), "direct GET failed");
@@ -256,10 +266,16 @@ async fn main() {
     println!();
     for account in ["sales", "support"] {
         let name = zoomgate::accounts::AccountName::parse(account).unwrap();
-        println!("token fetches by the gateway, account {account}: {}", tokens.fetches(&name));
+        println!(
+            "token fetches by the gateway, account {account}: {}",
+            tokens.fetches(&name)
+        );
     }
 
     let _ = stop.send(());
-    server.await.expect("server task").expect("server stops cleanly");
+    server
+        .await
+        .expect("server task")
+        .expect("server stops cleanly");
     emulator.shutdown().await;
 }

@@ -20,6 +20,8 @@ use crate::zoom::{ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting}
 
 /// Zoom keys that carry the meeting passcode in some form.
 const PASSWORD_KEYS: [&str; 3] = ["h323_password", "pstn_password", "encrypted_password"];
+/// Zoom keys that let their holder claim the host role, like `start_url`.
+const HOST_KEYS: [&str; 1] = ["dynamic_host_key"];
 
 /// How a request names a Zoom user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +76,7 @@ struct Inner {
 /// A meeting whose owner is known and whose caller is authorized.
 struct MeetingTarget {
     account: AccountName,
-    host_email: String,
+    record: Arc<MeetingRecord>,
     /// The meeting as a probe fetched it, so a read needs no second call.
     probed: Option<ZoomMeeting>,
 }
@@ -86,6 +88,8 @@ struct AuditContext {
     user: Option<String>,
     meeting_id: Option<i64>,
     denied: bool,
+    /// The mutation reached Zoom and succeeded, whatever happens afterwards.
+    applied: bool,
 }
 
 impl Meetings {
@@ -129,14 +133,14 @@ impl Meetings {
                     let (zoom_user, body) = (zoom_user.clone(), body.clone());
                     async move { zoom.create_meeting(&token, &zoom_user, &body).await }
                 })
-                .await?;
+                .await;
+            let meeting = self.forget_user_if_gone(&user, meeting)?;
             audit.meeting_id = Some(meeting.id);
-            let host_email = meeting
-                .host_email
-                .clone()
-                .filter(|e| !e.is_empty())
-                .map(|e| e.to_ascii_lowercase())
-                .unwrap_or_else(|| target.email.clone());
+            audit.applied = true;
+            let host_email = match lowercase_email(meeting.host_email.as_deref()) {
+                email if email.is_empty() => target.email.clone(),
+                email => email,
+            };
             self.remember_meeting(MeetingRecord {
                 meeting_id: meeting.id,
                 account: account.to_string(),
@@ -166,14 +170,20 @@ impl Meetings {
             let target = self
                 .resolve_meeting(caller, op, meeting_id, &mut audit)
                 .await?;
-            let meeting = match (target.probed, &occurrence_id) {
-                (Some(meeting), None) => meeting,
+            let meeting = match (&target.probed, &occurrence_id) {
+                (Some(meeting), None) => meeting.clone(),
                 _ => {
-                    self.fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref())
+                    let fetched = self
+                        .fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref())
+                        .await;
+                    self.forget_meeting_if_gone(meeting_id, &occurrence_id, fetched)
                         .await?
                 }
             };
-            Ok(self.view(caller, op, target.account, &target.host_email, meeting))
+            let host_email = self
+                .reconcile_host(caller, op, &target, &meeting, &mut audit)
+                .await?;
+            Ok(self.view(caller, op, target.account, &host_email, meeting))
         }
         .await;
         self.audit(caller, op, audit, &result).await;
@@ -195,19 +205,29 @@ impl Meetings {
                 .resolve_meeting(caller, op, meeting_id, &mut audit)
                 .await?;
             let id = meeting_id.to_string();
-            self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
-                let zoom = self.inner.zoom.clone();
-                let (occurrence, body) = (occurrence_id.clone(), body.clone());
-                async move {
-                    zoom.update_meeting(&token, meeting_id, occurrence.as_deref(), &body)
-                        .await
-                }
-            })
-            .await?;
+            let updated = self
+                .zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
+                    let zoom = self.inner.zoom.clone();
+                    let (occurrence, body) = (occurrence_id.clone(), body.clone());
+                    async move {
+                        zoom.update_meeting(&token, meeting_id, occurrence.as_deref(), &body)
+                            .await
+                    }
+                })
+                .await;
+            self.forget_meeting_if_gone(meeting_id, &occurrence_id, updated)
+                .await?;
+            audit.applied = true;
             let meeting = self
                 .fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref())
                 .await?;
-            Ok(self.view(caller, op, target.account, &target.host_email, meeting))
+            Ok(self.view(
+                caller,
+                op,
+                target.account,
+                &target.record.host_email,
+                meeting,
+            ))
         }
         .await;
         self.audit(caller, op, audit, &result).await;
@@ -228,15 +248,18 @@ impl Meetings {
                 .resolve_meeting(caller, op, meeting_id, &mut audit)
                 .await?;
             let id = meeting_id.to_string();
-            self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
-                let zoom = self.inner.zoom.clone();
-                let occurrence = occurrence_id.clone();
-                async move {
-                    zoom.delete_meeting(&token, meeting_id, occurrence.as_deref())
-                        .await
-                }
-            })
-            .await?;
+            let deleted = self
+                .zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
+                    let zoom = self.inner.zoom.clone();
+                    let occurrence = occurrence_id.clone();
+                    async move {
+                        zoom.delete_meeting(&token, meeting_id, occurrence.as_deref())
+                            .await
+                    }
+                })
+                .await;
+            self.forget_meeting_if_gone(meeting_id, &occurrence_id, deleted)
+                .await?;
             if occurrence_id.is_none() {
                 self.forget_meeting(meeting_id).await;
             }
@@ -256,11 +279,13 @@ impl Meetings {
                 .resolve_meeting(caller, op, meeting_id, &mut audit)
                 .await?;
             let id = meeting_id.to_string();
-            self.zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
-                let zoom = self.inner.zoom.clone();
-                async move { zoom.end_meeting(&token, meeting_id).await }
-            })
-            .await
+            let ended = self
+                .zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
+                    let zoom = self.inner.zoom.clone();
+                    async move { zoom.end_meeting(&token, meeting_id).await }
+                })
+                .await;
+            self.forget_meeting_if_gone(meeting_id, &None, ended).await
         }
         .await;
         self.audit(caller, op, audit, &result).await;
@@ -279,13 +304,14 @@ impl Meetings {
         let result = async {
             let target = self.resolve_user(caller, op, &user, &mut audit).await?;
             let zoom_user = zoom_user_of(&user, &target);
-            let page: MeetingPage = self
+            let page = self
                 .zoom_call(&target.account, TargetKind::User, user.key(), |token| {
                     let zoom = self.inner.zoom.clone();
                     let (zoom_user, query) = (zoom_user.clone(), query.clone());
                     async move { zoom.list_meetings(&token, &zoom_user, &query).await }
                 })
-                .await?;
+                .await;
+            let page: MeetingPage = self.forget_user_if_gone(&user, page)?;
             let fields = caller.visible_fields(op, &target.account, &target.email);
             let meetings = page
                 .meetings
@@ -313,8 +339,8 @@ impl Meetings {
 
     // === routing and authorization ===
 
-    /// Finds the account and host of a meeting: from the ledger, else by probing only the
-    /// accounts in which the caller may do `op`.
+    /// Finds the account and host of a meeting, from the ledger or else by a probe, and
+    /// authorizes `op` on it.
     async fn resolve_meeting(
         &self,
         caller: &Caller,
@@ -323,83 +349,107 @@ impl Meetings {
         audit: &mut AuditContext,
     ) -> Result<MeetingTarget, Error> {
         audit.meeting_id = Some(meeting_id);
-        let id = meeting_id.to_string();
-        if let Some(record) = self.ledger_entry(meeting_id).await? {
-            let account = self
-                .inner
-                .accounts
-                .find(&record.account)
-                .map(|a| a.name.clone())
-                .ok_or_else(|| {
-                    Error::Internal(format!("ledger names unknown account `{}`", record.account))
-                })?;
-            audit.account = Some(account.to_string());
-            audit.user = Some(record.host_email.clone());
-            authorize(
-                caller,
-                op,
-                &account,
-                &record.host_email,
-                TargetKind::Meeting,
-                &id,
-                audit,
-            )?;
-            return Ok(MeetingTarget {
-                account,
-                host_email: record.host_email.clone(),
-                probed: None,
-            });
-        }
+        let (record, probed) = match self.ledger_entry(meeting_id).await? {
+            Some(record) => (record, None),
+            None => {
+                let (record, meeting) = self.probe_meeting(caller, op, meeting_id).await?;
+                (record, Some(meeting))
+            }
+        };
+        let account = self
+            .inner
+            .accounts
+            .find(&record.account)
+            .map(|a| a.name.clone())
+            .ok_or_else(|| {
+                Error::Internal(format!("ledger names unknown account `{}`", record.account))
+            })?;
+        audit.account = Some(account.to_string());
+        audit.user = Some(record.host_email.clone());
+        authorize_meeting(caller, op, &account, &record.host_email, meeting_id, audit)?;
+        Ok(MeetingTarget {
+            account,
+            record,
+            probed,
+        })
+    }
 
+    /// Looks for a meeting only in the accounts where the caller may do `op`.
+    ///
+    /// The owner found goes into the ledger before any decision, so a denied caller asking again
+    /// costs no further Zoom call.
+    async fn probe_meeting(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        meeting_id: i64,
+    ) -> Result<(Arc<MeetingRecord>, ZoomMeeting), Error> {
         let probe_key = format!("meeting:{meeting_id}");
         let mut failure = None;
-        for account in caller.accounts_for(op).iter().cloned() {
-            if self.inner.directory.known_absent(&probe_key, &account) {
+        for account in caller.accounts_for(op) {
+            if self.inner.directory.known_absent(&probe_key, account) {
                 continue;
             }
-            match self.fetch_meeting(&account, meeting_id, None).await {
+            match self.fetch_meeting(account, meeting_id, None).await {
                 Ok(meeting) => {
-                    let host_email = meeting
-                        .host_email
-                        .clone()
-                        .unwrap_or_default()
-                        .to_ascii_lowercase();
-                    audit.account = Some(account.to_string());
-                    audit.user = Some(host_email.clone());
-                    authorize(
-                        caller,
-                        op,
-                        &account,
-                        &host_email,
-                        TargetKind::Meeting,
-                        &id,
-                        audit,
-                    )?;
-                    self.remember_meeting(MeetingRecord {
-                        meeting_id,
-                        account: account.to_string(),
-                        host_id: meeting.host_id.clone().unwrap_or_default(),
-                        host_email: host_email.clone(),
-                        created_by: String::new(),
-                        created_at: Utc::now(),
-                    })
-                    .await;
-                    return Ok(MeetingTarget {
-                        account,
-                        host_email,
-                        probed: Some(meeting),
-                    });
+                    let record = self
+                        .remember_meeting(MeetingRecord {
+                            meeting_id,
+                            account: account.to_string(),
+                            host_id: meeting.host_id.clone().unwrap_or_default(),
+                            host_email: lowercase_email(meeting.host_email.as_deref()),
+                            created_by: caller.name.clone(),
+                            created_at: Utc::now(),
+                        })
+                        .await;
+                    return Ok((record, meeting));
                 }
                 Err(Error::NotFound { .. }) => {
-                    self.inner.directory.record_absent(&probe_key, &account)
+                    self.inner.directory.record_absent(&probe_key, account)
                 }
                 Err(error) => failure = failure.or(Some(error)),
             }
         }
         Err(failure.unwrap_or(Error::NotFound {
             kind: TargetKind::Meeting,
-            id,
+            id: meeting_id.to_string(),
         }))
+    }
+
+    /// Follows a host change made outside the gateway (Zoom moves meetings when a host is
+    /// transferred): the ledger learns the new host and the decision is taken again for it.
+    async fn reconcile_host(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        target: &MeetingTarget,
+        meeting: &ZoomMeeting,
+        audit: &mut AuditContext,
+    ) -> Result<String, Error> {
+        let host_email = lowercase_email(meeting.host_email.as_deref());
+        if host_email.is_empty() || host_email == target.record.host_email {
+            return Ok(target.record.host_email.clone());
+        }
+        tracing::info!(
+            meeting_id = meeting.id,
+            "meeting changed host outside the gateway"
+        );
+        self.remember_meeting(MeetingRecord {
+            host_id: meeting.host_id.clone().unwrap_or_default(),
+            host_email: host_email.clone(),
+            ..(*target.record).clone()
+        })
+        .await;
+        audit.user = Some(host_email.clone());
+        authorize_meeting(
+            caller,
+            op,
+            &target.account,
+            &host_email,
+            target.record.meeting_id,
+            audit,
+        )?;
+        Ok(host_email)
     }
 
     /// Finds the account of a user and authorizes `op` on it: by rule, by an earlier probe, else
@@ -413,6 +463,19 @@ impl Meetings {
     ) -> Result<UserLocation, Error> {
         let key = user.key();
         audit.user = Some(key.to_owned());
+        let candidates: Vec<AccountName> = match user {
+            UserRef::Email(email) => caller
+                .accounts_for(op)
+                .iter()
+                .filter(|account| caller.allows(op, account, email))
+                .cloned()
+                .collect(),
+            UserRef::Id(_) => caller.accounts_for(op).to_vec(),
+        };
+        if candidates.is_empty() {
+            audit.denied = true;
+            return Err(user_denial(caller, op, user));
+        }
         let known = match user {
             UserRef::Email(email) => self
                 .inner
@@ -426,40 +489,32 @@ impl Meetings {
                 .or_else(|| self.inner.directory.lookup(email)),
             UserRef::Id(id) => self.inner.directory.lookup(id),
         };
-        if let Some(location) = known {
-            audit.account = Some(location.account.to_string());
-            audit.user = Some(location.email.clone());
-            authorize(
-                caller,
-                op,
-                &location.account,
-                &location.email,
-                TargetKind::User,
-                key,
-                audit,
-            )?;
-            return Ok(location);
-        }
-
-        let candidates: Vec<AccountName> = match user {
-            UserRef::Email(email) => caller
-                .accounts_for(op)
-                .iter()
-                .filter(|account| caller.allows(op, account, email))
-                .cloned()
-                .collect(),
-            UserRef::Id(_) => caller.accounts_for(op).to_vec(),
+        let location = match known {
+            Some(location) => location,
+            None => self.probe_user(key, &candidates).await?,
         };
-        if candidates.is_empty() {
+        audit.account = Some(location.account.to_string());
+        audit.user = Some(location.email.clone());
+        if !caller.allows(op, &location.account, &location.email) {
             audit.denied = true;
+            return Err(user_denial(caller, op, user));
         }
+        Ok(location)
+    }
+
+    /// Asks each candidate account for the user; the first 200 decides.
+    async fn probe_user(
+        &self,
+        key: &str,
+        candidates: &[AccountName],
+    ) -> Result<UserLocation, Error> {
         let mut failure = None;
         for account in candidates {
-            if self.inner.directory.known_absent(key, &account) {
+            if self.inner.directory.known_absent(key, account) {
                 continue;
             }
             let found = self
-                .zoom_call(&account, TargetKind::User, key, |token| {
+                .zoom_call(account, TargetKind::User, key, |token| {
                     let zoom = self.inner.zoom.clone();
                     let key = key.to_owned();
                     async move { zoom.get_user(&token, &key).await }
@@ -468,25 +523,14 @@ impl Meetings {
             match found {
                 Ok(zoom_user) => {
                     let location = UserLocation {
-                        account,
-                        user_id: zoom_user.id.clone(),
-                        email: zoom_user.email.unwrap_or_default().to_ascii_lowercase(),
+                        account: account.clone(),
+                        user_id: zoom_user.id,
+                        email: lowercase_email(zoom_user.email.as_deref()),
                     };
                     self.inner.directory.record_found(location.clone());
-                    audit.account = Some(location.account.to_string());
-                    audit.user = Some(location.email.clone());
-                    authorize(
-                        caller,
-                        op,
-                        &location.account,
-                        &location.email,
-                        TargetKind::User,
-                        key,
-                        audit,
-                    )?;
                     return Ok(location);
                 }
-                Err(Error::NotFound { .. }) => self.inner.directory.record_absent(key, &account),
+                Err(Error::NotFound { .. }) => self.inner.directory.record_absent(key, account),
                 Err(error) => failure = failure.or(Some(error)),
             }
         }
@@ -513,12 +557,36 @@ impl Meetings {
         }))
     }
 
-    async fn remember_meeting(&self, record: MeetingRecord) {
+    async fn remember_meeting(&self, record: MeetingRecord) -> Arc<MeetingRecord> {
         let meeting_id = record.meeting_id;
         if let Err(error) = self.inner.store.record_meeting(&record).await {
             tracing::error!(meeting_id, %error, "could not write the meeting ledger");
         }
-        self.inner.ledger.insert(meeting_id, Arc::new(record));
+        let record = Arc::new(record);
+        self.inner.ledger.insert(meeting_id, record.clone());
+        record
+    }
+
+    /// Drops the ledger entry of a meeting Zoom no longer knows (deleted outside the gateway),
+    /// so the next request looks for it again instead of trusting a stale owner.
+    async fn forget_meeting_if_gone<T>(
+        &self,
+        meeting_id: i64,
+        occurrence_id: &Option<String>,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        if occurrence_id.is_none() && matches!(result, Err(Error::NotFound { .. })) {
+            self.forget_meeting(meeting_id).await;
+        }
+        result
+    }
+
+    /// Drops what the directory knows of a user Zoom no longer knows.
+    fn forget_user_if_gone<T>(&self, user: &UserRef, result: Result<T, Error>) -> Result<T, Error> {
+        if matches!(result, Err(Error::NotFound { .. })) {
+            self.inner.directory.forget(user.key());
+        }
+        result
     }
 
     async fn forget_meeting(&self, meeting_id: i64) {
@@ -601,6 +669,10 @@ impl Meetings {
         let (outcome, detail) = match result {
             Ok(_) => (Outcome::Allowed, None),
             Err(_) if context.denied => (Outcome::Denied, None),
+            Err(error) if context.applied => (
+                Outcome::Allowed,
+                Some(format!("applied, then {}", error.reason())),
+            ),
             Err(error) => (Outcome::Failed, Some(error.reason().to_owned())),
         };
         if !mutating && outcome != Outcome::Denied {
@@ -623,37 +695,75 @@ impl Meetings {
     }
 }
 
-/// Allows `op`, or answers PERMISSION_DENIED when the caller may otherwise see the target and the
-/// same NOT_FOUND as a missing target when it may not.
-fn authorize(
+/// Allows `op` on a meeting, or answers PERMISSION_DENIED when the caller may see the meeting and
+/// the same NOT_FOUND as a missing meeting when it may not.
+fn authorize_meeting(
     caller: &Caller,
     op: Operation,
     account: &AccountName,
-    email: &str,
-    kind: TargetKind,
-    id: &str,
+    host_email: &str,
+    meeting_id: i64,
     audit: &mut AuditContext,
 ) -> Result<(), Error> {
-    if caller.allows(op, account, email) {
+    if caller.allows(op, account, host_email) {
         return Ok(());
     }
     audit.denied = true;
-    if Operation::ALL
-        .iter()
-        .any(|other| caller.allows(*other, account, email))
-    {
-        Err(Error::PermissionDenied {
+    let may_see = [Operation::Read, Operation::List]
+        .into_iter()
+        .any(|seeing| caller.allows(seeing, account, host_email));
+    Err(denial(
+        caller,
+        op,
+        TargetKind::Meeting,
+        meeting_id.to_string(),
+        may_see,
+    ))
+}
+
+/// The answer when `op` on a user is not allowed, decided from the grants and the name the caller
+/// gave alone, so it never shows where the user lives or whether a cache knew it.
+///
+/// PERMISSION_DENIED only for an email no account grants `op` on but some account lets the caller
+/// see; NOT_FOUND otherwise, exactly as for a user that does not exist.
+fn user_denial(caller: &Caller, op: Operation, user: &UserRef) -> Error {
+    let may_see = match user {
+        UserRef::Email(email) => {
+            let grants_op = caller
+                .accounts_for(op)
+                .iter()
+                .any(|account| caller.allows(op, account, email));
+            !grants_op
+                && [Operation::Read, Operation::List]
+                    .into_iter()
+                    .any(|seeing| {
+                        caller
+                            .accounts_for(seeing)
+                            .iter()
+                            .any(|account| caller.allows(seeing, account, email))
+                    })
+        }
+        UserRef::Id(_) => false,
+    };
+    denial(caller, op, TargetKind::User, user.key().to_owned(), may_see)
+}
+
+fn denial(caller: &Caller, op: Operation, kind: TargetKind, id: String, may_see: bool) -> Error {
+    if may_see {
+        Error::PermissionDenied {
             caller: caller.name.clone(),
             operation: op,
             kind,
-            id: id.to_owned(),
-        })
+            id,
+        }
     } else {
-        Err(Error::NotFound {
-            kind,
-            id: id.to_owned(),
-        })
+        Error::NotFound { kind, id }
     }
+}
+
+/// Zoom's email of a user or host, lowercased; empty when Zoom sent none.
+fn lowercase_email(email: Option<&str>) -> String {
+    email.unwrap_or_default().to_ascii_lowercase()
 }
 
 /// The user path segment for Zoom: the id when known, else what the caller sent.
@@ -669,6 +779,9 @@ fn zoom_user_of(user: &UserRef, location: &UserLocation) -> String {
 fn redact(meeting: &mut ZoomMeeting, start_url: bool, password: bool) {
     if !start_url {
         meeting.start_url = None;
+        for key in HOST_KEYS {
+            meeting.rest.remove(key);
+        }
     }
     if !password {
         meeting.password = None;
@@ -677,6 +790,17 @@ fn redact(meeting: &mut ZoomMeeting, start_url: bool, password: bool) {
         }
         if let Some(join_url) = meeting.join_url.as_mut() {
             *join_url = strip_query_param(join_url, "pwd");
+        }
+        // Each exception carries a personal join link that skips authentication.
+        let exceptions = meeting
+            .settings
+            .as_mut()
+            .and_then(|settings| settings.get_mut("authentication_exception"))
+            .and_then(Value::as_array_mut);
+        for exception in exceptions.into_iter().flatten() {
+            if let Some(exception) = exception.as_object_mut() {
+                exception.remove("join_url");
+            }
         }
     }
 }

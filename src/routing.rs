@@ -4,6 +4,7 @@
 //! [`crate::meetings`], which reports the outcome back into the [`Directory`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -98,7 +99,13 @@ pub struct Directory {
     absent: DashMap<(String, AccountName), Instant>,
     found_ttl: Duration,
     absent_ttl: Duration,
+    /// Writes so far; every [`SWEEP_EVERY`] writes the expired entries are dropped, so keys
+    /// nobody asks for again (typos, made-up ids) do not pile up.
+    writes: AtomicUsize,
 }
+
+/// Writes between two sweeps of expired entries; a sweep costs one pass over both maps.
+const SWEEP_EVERY: usize = 4096;
 
 impl Directory {
     pub fn new(found_ttl: Duration, absent_ttl: Duration) -> Self {
@@ -107,6 +114,7 @@ impl Directory {
             absent: DashMap::new(),
             found_ttl,
             absent_ttl,
+            writes: AtomicUsize::new(0),
         }
     }
 
@@ -131,6 +139,7 @@ impl Directory {
             .insert(location.user_id.clone(), (location.clone(), expires));
         self.found
             .insert(location.email.clone(), (location, expires));
+        self.count_write();
     }
 
     /// Remembers that `account` answered "no such user" for `key`.
@@ -139,6 +148,15 @@ impl Directory {
             (key.to_owned(), account.clone()),
             Instant::now() + self.absent_ttl,
         );
+        self.count_write();
+    }
+
+    fn count_write(&self) {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            let now = Instant::now();
+            self.found.retain(|_, (_, expires)| now < *expires);
+            self.absent.retain(|_, expires| now < *expires);
+        }
     }
 
     /// Drops what is known about `key`, e.g. after Zoom said the user does not exist.
@@ -219,6 +237,19 @@ mod tests {
         assert!(dir.lookup("u1").is_some());
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(dir.lookup("u1").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_swept_as_new_ones_arrive() {
+        let dir = Directory::new(Duration::from_secs(10), Duration::from_secs(5));
+        for n in 0..SWEEP_EVERY - 1 {
+            dir.record_absent(&format!("user{n}@x.example"), &name("sales"));
+        }
+        assert_eq!(dir.absent.len(), SWEEP_EVERY - 1);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        dir.record_absent("late@x.example", &name("sales"));
+        assert_eq!(dir.absent.len(), 1, "only the unexpired entry is left");
+        assert!(dir.known_absent("late@x.example", &name("sales")));
     }
 
     #[test]

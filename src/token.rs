@@ -141,8 +141,8 @@ struct Slot {
     account: Arc<Account>,
     /// The token served on the hot path.
     current: RwLock<Option<Arc<CachedToken>>>,
-    /// Held across a fetch: one flight per account.
-    flight: tokio::sync::Mutex<Flight>,
+    /// Held across a fetch: one flight per account. Owned by the fetch task, hence the `Arc`.
+    flight: Arc<tokio::sync::Mutex<Flight>>,
     /// Number of finished flights; a waiter that sees it move knows a flight ended meanwhile.
     flights_done: AtomicU64,
     /// Token requests sent to Zoom.
@@ -180,7 +180,7 @@ impl TokenCache {
                 let slot = Slot {
                     account: Arc::clone(account),
                     current: RwLock::new(None),
-                    flight: tokio::sync::Mutex::new(Flight::default()),
+                    flight: Arc::new(tokio::sync::Mutex::new(Flight::default())),
                     flights_done: AtomicU64::new(0),
                     fetches: AtomicU64::new(0),
                 };
@@ -205,7 +205,7 @@ impl TokenCache {
             return Ok(token);
         }
         let flights_seen = slot.flights_done.load(Ordering::Acquire);
-        let mut flight = slot.flight.lock().await;
+        let flight = Arc::clone(&slot.flight).lock_owned().await;
 
         // Someone else's flight may have ended while we waited: share its result.
         let now = Instant::now();
@@ -229,7 +229,21 @@ impl TokenCache {
             // An ageing token is still better than an error, until it expires.
             return slot.unexpired(now).ok_or(error);
         }
-        self.fetch(slot, &mut flight).await
+        // The fetch runs in a task of its own: a request that gives up (deadline, disconnect)
+        // must not cancel the fetch that every request behind it waits for.
+        let this = self.clone();
+        let account = account.clone();
+        tokio::spawn(async move {
+            let mut flight = flight;
+            let slot = this.slot(&account)?;
+            this.fetch(slot, &mut flight).await
+        })
+        .await
+        .unwrap_or_else(|error| {
+            Err(TokenError::Unavailable(format!(
+                "token fetch task: {error}"
+            )))
+        })
     }
 
     /// Forgets `token` if it is still the cached one (after Zoom said 401/124), so that a
@@ -263,6 +277,7 @@ impl TokenCache {
                 let result = call(fresh.clone()).await;
                 if matches!(result, Err(ZoomError::InvalidToken { .. })) {
                     self.purge(account, &fresh);
+                    self.record_rejected_token(account).await;
                 }
                 result.map_err(CallError::Zoom)
             }
@@ -280,6 +295,36 @@ impl TokenCache {
     pub fn has_token(&self, account: &AccountName) -> bool {
         self.slot(account)
             .is_ok_and(|slot| slot.unexpired(Instant::now()).is_some())
+    }
+
+    /// Counts a token that Zoom rejected right after issuing it as a failed fetch, so that an
+    /// account whose app was deactivated cools down instead of fetching a token per request.
+    async fn record_rejected_token(&self, account: &AccountName) {
+        let Ok(slot) = self.slot(account) else {
+            return;
+        };
+        let mut flight = slot.flight.lock().await;
+        let error = TokenError::Rejected {
+            status: 401,
+            error: "invalid_token".into(),
+            reason: "zoom rejected a newly issued token".into(),
+        };
+        self.fail(account, &mut flight, error);
+    }
+
+    /// Records a failure of the account's tokens and starts the cooldown.
+    fn fail(&self, account: &AccountName, flight: &mut Flight, error: TokenError) {
+        flight.consecutive_failures = flight.consecutive_failures.saturating_add(1);
+        let cooldown = self.cooldown(flight.consecutive_failures);
+        flight.cooldown_until = Instant::now().checked_add(cooldown);
+        tracing::warn!(
+            account = %account,
+            error = %error,
+            failures = flight.consecutive_failures,
+            cooldown_ms = cooldown.as_millis() as u64,
+            "zoom token failure, cooling down"
+        );
+        flight.last_failure = Some(error);
     }
 
     fn slot(&self, account: &AccountName) -> Result<&Slot, TokenError> {
@@ -311,17 +356,7 @@ impl TokenCache {
                 Ok(token)
             }
             Err(error) => {
-                flight.consecutive_failures = flight.consecutive_failures.saturating_add(1);
-                let cooldown = self.cooldown(flight.consecutive_failures);
-                flight.cooldown_until = Instant::now().checked_add(cooldown);
-                flight.last_failure = Some(error.clone());
-                tracing::warn!(
-                    account = %name,
-                    error = %error,
-                    failures = flight.consecutive_failures,
-                    cooldown_ms = cooldown.as_millis() as u64,
-                    "zoom token fetch failed"
-                );
+                self.fail(name, flight, error.clone());
                 slot.unexpired(Instant::now()).ok_or(error)
             }
         }
@@ -762,6 +797,31 @@ mod tests {
         ));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert!(!cache.has_token(&sales()), "the rejected token is purged");
+
+        // Zoom rejects even fresh tokens (app deactivated): requests cool down, no fetch storm.
+        let next = cache.call(&sales(), |_token| async { Ok(()) }).await;
+        assert!(matches!(
+            next,
+            Err(CallError::Token(TokenError::CoolingDown { .. }))
+        ));
+        assert_eq!(cache.fetches(&sales()), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_gives_up_does_not_cancel_the_fetch() {
+        let script = Script::new(vec![hour()]).delayed(Duration::from_secs(2));
+        let cache = cache(&script);
+
+        let gave_up = tokio::time::timeout(Duration::from_secs(1), cache.token(&sales())).await;
+        assert!(gave_up.is_err(), "the first request times out mid-fetch");
+        cache.token(&sales()).await.unwrap();
+
+        assert_eq!(
+            cache.fetches(&sales()),
+            1,
+            "the second request joined the first fetch"
+        );
+        assert_eq!(script.served.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

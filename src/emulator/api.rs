@@ -705,7 +705,7 @@ async fn get_meeting(
             meeting
                 .occurrences
                 .iter()
-                .find(|o| &o.id() == occurrence_id)
+                .find(|o| &o.id() == occurrence_id && !o.deleted)
                 .ok_or_else(ZoomError::bad_occurrence)?,
         ),
         None => None,

@@ -458,6 +458,7 @@ impl Meeting {
             "h323_password": digits_of(&self.password),
             "pstn_password": digits_of(&self.password),
             "encrypted_password": self.encrypted_password,
+            "dynamic_host_key": format!("{:06}", self.id % 1_000_000),
             "settings": Value::Object(self.settings.clone()),
             "pre_schedule": self.pre_schedule,
             "creation_source": "open_api",

@@ -122,11 +122,17 @@ async fn token(
     issue(&shared, account)
 }
 
+const MAX_TOKEN_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
 fn issue(shared: &Shared, account: &Arc<AccountState>) -> Response {
     let now = shared.clock.now();
     shared.prune_tokens(now);
-    let ttl = shared.token_ttl_secs.load(Ordering::Relaxed);
-    let expires_at = now + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX / 2));
+    // Clamped to ten years, so no configured lifetime can overflow the clock.
+    let ttl = shared
+        .token_ttl_secs
+        .load(Ordering::Relaxed)
+        .min(MAX_TOKEN_TTL_SECS);
+    let expires_at = now + chrono::Duration::seconds(ttl as i64);
     // JWT-shaped like Zoom's (`eyJ...`), but opaque: only the emulator reads it, by lookup.
     let claims = json!({ "aid": account.account_id.as_ref(), "iat": now.timestamp() });
     let access_token = format!(

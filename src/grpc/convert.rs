@@ -92,6 +92,13 @@ fn parse_user_id(id: &str) -> Result<UserRef, Error> {
     if id.is_empty() {
         return Err(Error::invalid("user_id", "must not be empty"));
     }
+    // Zoom reads `me` as the token's own user, which no grant can name.
+    if id.eq_ignore_ascii_case("me") {
+        return Err(Error::invalid(
+            "user_id",
+            "`me` is not allowed; name the user by id or email",
+        ));
+    }
     if !valid {
         return Err(Error::invalid(
             "user_id",

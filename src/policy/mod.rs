@@ -10,7 +10,7 @@ mod selector;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -279,7 +279,6 @@ fn fail<T>(path: String, kind: PolicyErrorKind) -> Result<T, PolicyError> {
 pub struct Policy {
     /// In config order.
     callers: Box<[Arc<Caller>]>,
-    by_name: HashMap<String, usize>,
     /// SHA-256 of each API key and its caller's index; scanned in full on every lookup.
     key_hashes: Box<[([u8; 32], usize)]>,
     /// Normalized SAN (see [`identity::normalize_san`]) to caller index.
@@ -308,7 +307,7 @@ impl Policy {
     ) -> Result<Policy, PolicyError> {
         let groups = build_groups(groups)?;
         let mut compiled = Vec::with_capacity(callers.len());
-        let mut by_name = HashMap::new();
+        let mut names = HashSet::new();
         let mut key_hashes = Vec::new();
         let mut hash_paths: HashMap<[u8; 32], String> = HashMap::new();
         let mut by_san = HashMap::new();
@@ -322,7 +321,7 @@ impl Policy {
                     PolicyErrorKind::InvalidName(raw.name.clone()),
                 );
             }
-            if by_name.insert(raw.name.clone(), index).is_some() {
+            if !names.insert(raw.name.as_str()) {
                 return fail(
                     format!("{path}.name"),
                     PolicyErrorKind::DuplicateCaller(raw.name.clone()),
@@ -374,7 +373,6 @@ impl Policy {
 
         Ok(Policy {
             callers: compiled.into(),
-            by_name,
             key_hashes: key_hashes.into(),
             by_san,
         })
@@ -418,9 +416,9 @@ impl Policy {
         self.callers.get(found?).cloned()
     }
 
+    #[cfg(test)]
     pub fn caller(&self, name: &str) -> Option<Arc<Caller>> {
-        let index = *self.by_name.get(name)?;
-        self.callers.get(index).cloned()
+        self.callers.iter().find(|c| c.name == name).cloned()
     }
 
     /// Callers in config order, e.g. for listing them in the CLI.

@@ -80,7 +80,7 @@ pub struct AuditRecord {
 pub enum Outcome {
     /// Authorized and succeeded.
     Allowed,
-    /// Refused by policy; no upstream call was made.
+    /// Refused by policy. The operation never reached Zoom; at most a lookup of the owner did.
     Denied,
     /// Authorized, but the upstream call or the gateway failed.
     Failed,

@@ -53,6 +53,26 @@ async fn refused<T: std::fmt::Debug>(
     status
 }
 
+#[tokio::test]
+async fn a_probed_meeting_outside_the_grants_is_looked_up_once() {
+    let gateway = TestGateway::spawn().await;
+    // erin lives in the sales account but outside sales-bot's `@sales.acme.test` grant, and the
+    // gateway has never seen this meeting: only a probe can find its owner.
+    let hidden = gateway.create_in_sales_zoom("u-erin", "Partner call").await;
+    let mut sales = gateway.client(SALES_KEY).await;
+
+    let before = total_zoom_requests(&gateway);
+    let first = sales.get_meeting(get(hidden)).await.unwrap_err();
+    assert_eq!(total_zoom_requests(&gateway), before + 1, "one probe");
+    let again = refused(&gateway, Code::NotFound, sales.get_meeting(get(hidden))).await;
+    let missing = sales.get_meeting(get(1)).await.unwrap_err();
+
+    assert_eq!(first.code(), Code::NotFound);
+    assert_eq!(shape(&first, hidden), shape(&again, hidden));
+    assert_eq!(shape(&first, hidden), shape(&missing, 1));
+    gateway.stop().await;
+}
+
 fn update_topic(id: i64, topic: &str) -> proto::UpdateMeetingRequest {
     proto::UpdateMeetingRequest {
         meeting_id: id,
@@ -82,6 +102,10 @@ async fn each_caller_does_exactly_what_its_grants_allow() {
         .into_inner();
     assert!(!full.start_url.is_empty());
     assert_eq!(full.password, "abc123");
+    let has_extra = |m: &proto::Meeting, key: &str| {
+        m.extra.as_ref().is_some_and(|e| e.fields.contains_key(key))
+    };
+    assert!(has_extra(&full, "dynamic_host_key"));
 
     // sales-bot: sales users; read, list, create, update; no sensitive fields.
     let mut sales = gateway.client(SALES_KEY).await;
@@ -92,6 +116,10 @@ async fn each_caller_does_exactly_what_its_grants_allow() {
         .into_inner();
     assert_eq!(own.account, "acme-sales");
     assert!(own.start_url.is_empty() && own.password.is_empty());
+    assert!(
+        !has_extra(&own, "dynamic_host_key"),
+        "the host key starts meetings too"
+    );
     assert!(!own.join_url.contains("pwd="), "{}", own.join_url);
     assert!(
         own.extra

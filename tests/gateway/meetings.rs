@@ -126,6 +126,28 @@ async fn each_operation_lands_in_the_owning_account() {
 }
 
 #[tokio::test]
+async fn a_meeting_deleted_behind_the_gateway_leaves_the_ledger() {
+    let gateway = TestGateway::spawn().await;
+    let mut client = gateway.client(ADMIN_KEY).await;
+    let meeting = client
+        .create_meeting(create_for("alice@sales.acme.test", "Doomed"))
+        .await
+        .expect("create")
+        .into_inner();
+    assert!(gateway.store.meeting(meeting.id).await.unwrap().is_some());
+
+    gateway.delete_in_sales_zoom(meeting.id).await;
+    let gone = client.get_meeting(get(meeting.id)).await.unwrap_err();
+
+    assert_eq!(gone.code(), Code::NotFound);
+    assert!(
+        gateway.store.meeting(meeting.id).await.unwrap().is_none(),
+        "the stale ledger entry is dropped"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn users_without_a_rule_are_found_by_probing_and_cached() {
     let gateway = TestGateway::spawn().await;
     let mut client = gateway.client(ADMIN_KEY).await;

@@ -288,6 +288,55 @@ impl TestGateway {
         MeetingsClient::with_interceptor(channel, auth)
     }
 
+    /// Creates a meeting straight in the sales account of the emulator, behind the gateway's
+    /// back (as an admin in Zoom's web portal would); returns its id.
+    pub async fn create_in_sales_zoom(&self, user: &str, topic: &str) -> i64 {
+        let (http, token) = self.sales_zoom_session().await;
+        let meeting: serde_json::Value = http
+            .post(format!("{}/users/{user}/meetings", self.zoom.api_url()))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "topic": topic, "type": 2, "duration": 30 }))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the emulator creates the meeting")
+            .json()
+            .await
+            .expect("meeting body");
+        meeting["id"].as_i64().expect("meeting id")
+    }
+
+    /// Deletes a meeting straight in the sales account of the emulator.
+    pub async fn delete_in_sales_zoom(&self, meeting_id: i64) {
+        let (http, token) = self.sales_zoom_session().await;
+        http.delete(format!("{}/meetings/{meeting_id}", self.zoom.api_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the emulator deletes the meeting");
+    }
+
+    async fn sales_zoom_session(&self) -> (reqwest::Client, String) {
+        let http = reqwest::Client::new();
+        let token: serde_json::Value = http
+            .post(self.zoom.oauth_url())
+            .basic_auth("sales-client", Some(SALES_SECRET))
+            .query(&[
+                ("grant_type", "account_credentials"),
+                ("account_id", SALES_ZOOM_ID),
+            ])
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("token from the emulator")
+            .json()
+            .await
+            .expect("token body");
+        let token = token["access_token"].as_str().expect("access_token");
+        (http, token.to_owned())
+    }
+
     pub async fn stop(mut self) {
         self.shutdown_server().await;
         self.zoom.clone().shutdown().await;

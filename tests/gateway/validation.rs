@@ -34,6 +34,13 @@ async fn each_bad_field_is_named() {
                 meeting: Some(scheduled("x")),
             },
         ),
+        (
+            "user_id",
+            proto::CreateMeetingRequest {
+                user: Some(proto::create_meeting_request::User::UserId("me".into())),
+                meeting: Some(scheduled("x")),
+            },
+        ),
         ("meeting.duration_minutes", {
             let mut m = scheduled("x");
             m.duration_minutes = 1441;
