@@ -39,7 +39,8 @@ impl fmt::Display for AccountName {
     }
 }
 
-/// Zoom plan tier of an account; it sets the account's rate limits.
+/// Zoom plan tier of an account: Zoom sets its rate limits by it. Recorded now for the quota
+/// admission that will budget each account; `check-config` shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Plan {

@@ -85,9 +85,6 @@ impl App {
             addr: config.listen_addr,
             source,
         })?;
-        if config.policy.is_empty() {
-            tracing::warn!("no callers are configured: every meeting request will be refused");
-        }
         Ok(App {
             listener,
             local_addr,

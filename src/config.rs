@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::accounts::{Account, AccountName, Accounts, Plan};
 use crate::policy::{Policy, RawCaller, RawUserGroup};
 use crate::routing::RoutingRules;
+use crate::store;
 use crate::token::TokenSettings;
 
 /// The configuration as written in the file, before validation.
@@ -277,6 +278,7 @@ impl RawConfig {
                 "must name a database, e.g. sqlite:zoomgate.db",
             ));
         }
+        store::check_location(&self.store).map_err(|e| invalid("store", e.to_string()))?;
         let store = resolve_store(&self.store, base_dir);
         let tls = self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?;
 
@@ -385,8 +387,12 @@ fn positive_secs(field: &str, secs: u64) -> Result<Duration, ConfigError> {
 
 /// Makes a relative SQLite path relative to the config file rather than the working directory.
 fn resolve_store(store: &str, base_dir: &Path) -> String {
-    let path = store.strip_prefix("sqlite:").unwrap_or(store);
-    if path.starts_with(':') || path.contains("://") || Path::new(path).is_absolute() {
+    let store = store.trim();
+    let path = store
+        .strip_prefix("sqlite://")
+        .or_else(|| store.strip_prefix("sqlite:"))
+        .unwrap_or(store);
+    if path.starts_with(':') || Path::new(path).is_absolute() {
         return store.to_owned();
     }
     format!("sqlite:{}", base_dir.join(path).display())
@@ -429,10 +435,11 @@ fn resolve_secret(
         }
     };
     if secret.trim().is_empty() {
-        return Err(invalid(
-            at("client_secret_env"),
-            "the client secret is empty",
-        ));
+        let field = match raw.client_secret_file {
+            Some(_) => "client_secret_file",
+            None => "client_secret_env",
+        };
+        return Err(invalid(at(field), "the client secret is empty"));
     }
     Ok(SecretString::from(secret))
 }
@@ -638,5 +645,34 @@ domains = ["sales.x.test"]
         assert_eq!(resolve_store("z.db", base), "sqlite:/srv/z.db");
         assert_eq!(resolve_store("sqlite:/var/z.db", base), "sqlite:/var/z.db");
         assert_eq!(resolve_store("sqlite::memory:", base), "sqlite::memory:");
+        assert_eq!(resolve_store("sqlite://z.db", base), "sqlite:/srv/z.db");
+    }
+
+    #[test]
+    fn other_databases_are_refused_at_load_without_echoing_the_url() {
+        let text = config(SALES).replace(
+            "[[accounts]]",
+            "store = \"postgres://zoomgate:pa55word@db/zoomgate\"\n[[accounts]]",
+        );
+        let error = error_of(&text, &env());
+        assert!(error.starts_with("store: "), "{error}");
+        assert!(!error.contains("pa55word"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "\n").unwrap();
+        let text = config(&SALES.replace(
+            "client_secret_env = \"SALES_SECRET\"",
+            "client_secret_file = \"secret\"",
+        ));
+        let error = Config::from_toml(&text, &HashMap::new(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "accounts[0].client_secret_file: the client secret is empty"
+        );
     }
 }

@@ -67,6 +67,16 @@ pub enum Error {
         message: String,
         fields: Vec<String>,
     },
+    /// Zoom refused for a reason a retry will not change (403, 409, ...).
+    #[error(
+        "zoom refused the request in account `{account}` (status {status}, code {code:?}): {message}"
+    )]
+    ZoomRefused {
+        account: AccountName,
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -118,6 +128,11 @@ impl Error {
             Error::ZoomRejected { account, code, .. } => {
                 format!("zoom rejected the request in account `{account}` (zoom code {code})")
             }
+            Error::ZoomRefused {
+                account, status, ..
+            } => {
+                format!("zoom refused the request in account `{account}` (HTTP {status})")
+            }
             Error::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -141,6 +156,7 @@ impl Error {
             Error::ZoomTimeout { .. } => "ZOOM_TIMEOUT",
             Error::MissingScope { .. } => "ZOOM_SCOPE_MISSING",
             Error::ZoomRejected { .. } => "ZOOM_REJECTED",
+            Error::ZoomRefused { .. } => "ZOOM_REFUSED",
             Error::Internal(_) => "INTERNAL",
         }
     }

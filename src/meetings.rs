@@ -374,7 +374,8 @@ impl Meetings {
         })
     }
 
-    /// Looks for a meeting only in the accounts where the caller may do `op`.
+    /// Looks for a meeting only in the accounts where the caller may do `op` or see meetings
+    /// (so the answer does not depend on whether the ledger already knew the meeting).
     ///
     /// The owner found goes into the ledger before any decision, so a denied caller asking again
     /// costs no further Zoom call.
@@ -385,8 +386,16 @@ impl Meetings {
         meeting_id: i64,
     ) -> Result<(Arc<MeetingRecord>, ZoomMeeting), Error> {
         let probe_key = format!("meeting:{meeting_id}");
+        let mut accounts: Vec<&AccountName> = Vec::new();
+        for any in [op, Operation::Read, Operation::List] {
+            for account in caller.accounts_for(any) {
+                if !accounts.contains(&account) {
+                    accounts.push(account);
+                }
+            }
+        }
         let mut failure = None;
-        for account in caller.accounts_for(op) {
+        for account in accounts {
             if self.inner.directory.known_absent(&probe_key, account) {
                 continue;
             }
@@ -849,6 +858,19 @@ fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: Call
                 detail: message,
             },
             ZoomError::Timeout => Error::ZoomTimeout { account },
+            ZoomError::Rejected {
+                status,
+                code,
+                message,
+            } => Error::ZoomRefused {
+                account,
+                status,
+                code,
+                message,
+            },
+            ZoomError::InvalidInput(reason) => {
+                Error::Internal(format!("request not sent to zoom: {reason}"))
+            }
             ZoomError::BadRequest {
                 code,
                 message,

@@ -20,8 +20,8 @@ const MAX_AGENDA_CHARS: usize = 2000;
 const MAX_PASSWORD_CHARS: usize = 10;
 const MAX_PAGE_SIZE: i32 = 300;
 
-/// Top-level keys the typed fields own; `extra` may not set them.
-const TYPED_KEYS: [&str; 10] = [
+/// Top-level keys of the typed fields; `extra` may not set them.
+const TYPED_KEYS: [&str; 9] = [
     "topic",
     "type",
     "start_time",
@@ -31,7 +31,19 @@ const TYPED_KEYS: [&str; 10] = [
     "password",
     "recurrence",
     "settings",
-    "schedule_for",
+];
+
+/// Top-level keys only Zoom writes; `extra` may not set them either.
+const ZOOM_OWNED_KEYS: [&str; 9] = [
+    "id",
+    "uuid",
+    "host_id",
+    "host_email",
+    "join_url",
+    "start_url",
+    "created_at",
+    "status",
+    "occurrences",
 ];
 
 /// Collects every violation of a request before answering, so the caller fixes them at once.
@@ -317,15 +329,23 @@ fn write_field(
             match struct_to_json(&extra, &field) {
                 Ok(value) => {
                     for (key, value) in value {
-                        if TYPED_KEYS.contains(&key.as_str()) {
-                            let why = if key == "schedule_for" {
-                                "scheduling for another user is not supported: create the meeting as that user"
-                            } else {
-                                "use the typed field instead"
-                            };
-                            v.add(format!("meeting.extra.{key}"), why);
+                        let refused = if key == "schedule_for" {
+                            // It would move the meeting to a host no grant was checked for.
+                            Some(
+                                "scheduling for another user is not supported: create the meeting as that user",
+                            )
+                        } else if TYPED_KEYS.contains(&key.as_str()) {
+                            Some("use the typed field instead")
+                        } else if ZOOM_OWNED_KEYS.contains(&key.as_str()) {
+                            Some("is set by Zoom, not by requests")
                         } else {
-                            body.insert(key, value);
+                            None
+                        };
+                        match refused {
+                            Some(why) => v.add(format!("meeting.extra.{key}"), why),
+                            None => {
+                                body.insert(key, value);
+                            }
                         }
                     }
                 }
@@ -685,16 +705,24 @@ mod tests {
     }
 
     #[test]
-    fn extra_cannot_override_typed_fields_or_schedule_for_others() {
-        let extra =
-            serde_json::json!({"topic": "x", "schedule_for": "boss@x.test", "template_id": "t1"});
+    fn extra_cannot_override_typed_or_zoom_owned_fields_or_schedule_for_others() {
+        let extra = serde_json::json!({
+            "topic": "x",
+            "schedule_for": "boss@x.test",
+            "host_email": "boss@x.test",
+            "template_id": "t1",
+        });
         let meeting = proto::Meeting {
             extra: Some(json_to_struct(extra.as_object().cloned().unwrap())),
             ..Default::default()
         };
         assert_eq!(
             violations(create_body(Some(&meeting))),
-            ["meeting.extra.schedule_for", "meeting.extra.topic"]
+            [
+                "meeting.extra.host_email",
+                "meeting.extra.schedule_for",
+                "meeting.extra.topic"
+            ]
         );
     }
 

@@ -213,7 +213,7 @@ pub fn code(error: &Error) -> Code {
         Error::RateLimited { .. } => Code::ResourceExhausted,
         Error::ZoomUnavailable { .. } => Code::Unavailable,
         Error::ZoomTimeout { .. } => Code::DeadlineExceeded,
-        Error::MissingScope { .. } => Code::FailedPrecondition,
+        Error::MissingScope { .. } | Error::ZoomRefused { .. } => Code::FailedPrecondition,
         Error::Internal(_) => Code::Internal,
     }
 }
@@ -254,7 +254,15 @@ pub fn status(error: Error) -> Status {
             ..
         } => {
             metadata.insert("account".to_owned(), account.to_string());
-            details.set_retry_info(*retry_after);
+            if retry_after.is_some() {
+                details.set_retry_info(*retry_after);
+            }
+        }
+        Error::ZoomRefused { account, code, .. } => {
+            metadata.insert("account".to_owned(), account.to_string());
+            if let Some(code) = code {
+                metadata.insert("zoom_code".to_owned(), code.to_string());
+            }
         }
         Error::ZoomTimeout { account } | Error::MissingScope { account, .. } => {
             metadata.insert("account".to_owned(), account.to_string());
@@ -266,4 +274,50 @@ pub fn status(error: Error) -> Status {
     }
     details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code, error.public_message(), details)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+    use crate::accounts::AccountName;
+
+    fn sales() -> AccountName {
+        AccountName::parse("sales").unwrap()
+    }
+
+    #[test]
+    fn a_refusal_a_retry_cannot_fix_is_not_unavailable() {
+        let refused = status(Error::ZoomRefused {
+            account: sales(),
+            status: 403,
+            code: Some(200),
+            message: "No permission.".into(),
+        });
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        assert!(refused.get_details_retry_info().is_none());
+        let info = refused.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "ZOOM_REFUSED");
+        assert_eq!(info.metadata["zoom_code"], "200");
+        assert!(
+            !refused.message().contains("No permission"),
+            "zoom's text stays in logs"
+        );
+    }
+
+    #[test]
+    fn retry_info_only_when_a_retry_may_succeed() {
+        let down = |retry_after| {
+            status(Error::ZoomUnavailable {
+                account: sales(),
+                detail: "503".into(),
+                retry_after,
+            })
+        };
+        assert!(down(None).get_details_retry_info().is_none());
+        let cooling = down(Some(std::time::Duration::from_secs(2)));
+        assert_eq!(cooling.code(), Code::Unavailable);
+        assert!(cooling.get_details_retry_info().is_some());
+    }
 }

@@ -425,11 +425,6 @@ impl Policy {
     pub fn callers(&self) -> impl Iterator<Item = &Arc<Caller>> {
         self.callers.iter()
     }
-
-    /// True when no caller is configured, so every request would be denied.
-    pub fn is_empty(&self) -> bool {
-        self.callers.is_empty()
-    }
 }
 
 fn is_valid_name(name: &str) -> bool {

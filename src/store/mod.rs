@@ -187,6 +187,11 @@ pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(store))
 }
 
+/// Checks a store location without opening it, so a config check catches what `open` would refuse.
+pub fn check_location(location: &str) -> Result<(), StoreError> {
+    Location::parse(location).map(drop)
+}
+
 /// A parsed store location.
 #[derive(Debug, PartialEq, Eq)]
 enum Location {

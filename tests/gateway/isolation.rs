@@ -70,6 +70,29 @@ async fn a_probed_meeting_outside_the_grants_is_looked_up_once() {
     assert_eq!(first.code(), Code::NotFound);
     assert_eq!(shape(&first, hidden), shape(&again, hidden));
     assert_eq!(shape(&first, hidden), shape(&missing, 1));
+
+    // One the bot may read but not delete: the same PERMISSION_DENIED whether the gateway had
+    // seen it before or not.
+    let readable = gateway
+        .create_in_sales_zoom("u-alice", "Alice's call")
+        .await;
+    let delete = |meeting_id| proto::DeleteMeetingRequest {
+        meeting_id,
+        occurrence_id: String::new(),
+    };
+    let unknown = sales.delete_meeting(delete(readable)).await.unwrap_err();
+    let known = refused(
+        &gateway,
+        Code::PermissionDenied,
+        sales.delete_meeting(delete(readable)),
+    )
+    .await;
+    assert_eq!(shape(&unknown, readable), shape(&known, readable));
+    assert_eq!(
+        gateway.zoom.meetings(SALES_ZOOM_ID).len(),
+        2,
+        "nothing was deleted"
+    );
     gateway.stop().await;
 }
 
