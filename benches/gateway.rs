@@ -1,7 +1,8 @@
 //! GetMeeting through the gateway versus the same Zoom GET sent straight to the emulator.
 //!
 //! Both run in one process against one in-process emulator (rate limits off), at concurrency 1
-//! and 64, so the ratio between them is what the gateway adds on this machine.
+//! and 64, so the ratio between them is what the gateway adds on this machine. A third path, the
+//! gateway's health check, is the floor: one gRPC round trip on the same server, no Zoom call.
 //! Run: `cargo bench --bench gateway` (add `-- --quick` for a shorter run).
 
 use std::path::Path;
@@ -188,6 +189,13 @@ async fn main() {
         ids.push(meeting.id);
     }
     let ids = Arc::new(ids);
+    let health = tonic_health::pb::health_client::HealthClient::new(
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
 
     // The direct path: a keep-alive HTTP client with a token of the sales account.
     let http = reqwest::Client::new();
@@ -236,12 +244,28 @@ async fn main() {
                     .expect("GetMeeting through the gateway");
             }
         };
-        // Warm up both paths, then measure.
+        let health = health.clone();
+        let floor_call = move |_| {
+            let mut health = health.clone();
+            async move {
+                health
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await
+                    .expect("health check");
+            }
+        };
+        // Warm up every path, then measure.
         measure(concurrency, total / 10, direct_call.clone()).await;
         measure(concurrency, total / 10, gateway_call.clone()).await;
+        measure(concurrency, total / 10, floor_call.clone()).await;
         let direct = measure(concurrency, total, direct_call).await;
         let gateway = measure(concurrency, total, gateway_call).await;
-        for (name, run) in [("direct", &direct), ("gateway", &gateway)] {
+        let floor = measure(concurrency, total, floor_call).await;
+        for (name, run) in [
+            ("direct", &direct),
+            ("gateway", &gateway),
+            ("grpc floor (health check)", &floor),
+        ] {
             println!(
                 "| {concurrency} | {name} | {} | {:.0} | {:.0} | {:.0} |",
                 run.latencies.len(),

@@ -231,12 +231,30 @@ struct MeetingsArgs {
     addr: String,
     /// The caller's API key.
     #[arg(long, env = "ZOOMGATE_API_KEY", hide_env_values = true, global = true)]
-    api_key: Option<String>,
+    api_key: Option<ApiKey>,
     /// Prints responses as JSON.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: MeetingsCommand,
+}
+
+/// An API key given to the client; `Debug` never shows it.
+#[derive(Clone)]
+struct ApiKey(String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(key: &str) -> Result<Self, Self::Err> {
+        Ok(Self(key.to_owned()))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -369,8 +387,8 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
     };
     let auth = match args
         .api_key
-        .as_deref()
-        .map(|key| format!("Bearer {key}").parse())
+        .as_ref()
+        .map(|key| format!("Bearer {}", key.0).parse())
     {
         Some(Ok(value)) => Some(value),
         Some(Err(_)) => {
@@ -727,4 +745,19 @@ fn print_audit(r: &AuditRecord, json: bool) {
             .map(|d| format!("  ({d})"))
             .unwrap_or_default(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_arguments_never_show_the_api_key() {
+        let cli =
+            Cli::try_parse_from(["zoomgate", "meetings", "--api-key", "sekrit-key", "get", "1"])
+                .expect("arguments parse");
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("sekrit-key"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
 }
