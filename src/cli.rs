@@ -753,9 +753,15 @@ mod tests {
 
     #[test]
     fn parsed_arguments_never_show_the_api_key() {
-        let cli =
-            Cli::try_parse_from(["zoomgate", "meetings", "--api-key", "sekrit-key", "get", "1"])
-                .expect("arguments parse");
+        let cli = Cli::try_parse_from([
+            "zoomgate",
+            "meetings",
+            "--api-key",
+            "sekrit-key",
+            "get",
+            "1",
+        ])
+        .expect("arguments parse");
         let shown = format!("{cli:?}");
         assert!(!shown.contains("sekrit-key"), "{shown}");
         assert!(shown.contains("redacted"), "{shown}");
