@@ -5,10 +5,13 @@
 //! exists outside the caller's grants answers exactly like one that does not exist.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::Utc;
 use dashmap::DashMap;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use crate::accounts::{AccountName, Accounts};
 use crate::error::{Error, TargetKind};
@@ -69,8 +72,42 @@ struct Inner {
     zoom: ZoomClient,
     tokens: TokenCache,
     store: Arc<dyn Store>,
-    /// Read-through cache of the store's meeting ledger; entries never change once written.
+    /// Read-through cache of the store's meeting ledger; written through on every change.
     ledger: DashMap<i64, Arc<MeetingRecord>>,
+    probe_time: ProbeTime,
+}
+
+/// Longest a NOT_FOUND is held (see [`ProbeTime`]); well below the default request timeout.
+const MAX_HOLD: Duration = Duration::from_secs(5);
+
+/// A running average of how long one probe (a Zoom GET) takes.
+///
+/// A NOT_FOUND decided without Zoom (the ledger or a cache knew the answer) is held that long per
+/// account a probe would have asked, so the time an answer takes does not tell "exists but not
+/// yours" from "does not exist".
+#[derive(Default)]
+struct ProbeTime {
+    micros: AtomicU64,
+}
+
+impl ProbeTime {
+    /// Folds in one probe that Zoom answered (errors are not typical probe times).
+    fn record(&self, took: Duration) {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let average = self.micros.load(Ordering::Relaxed);
+        let next = if average == 0 {
+            took
+        } else {
+            average - average / 8 + took / 8
+        };
+        self.micros.store(next, Ordering::Relaxed);
+    }
+
+    /// Capped, so a slow Zoom cannot hold answers past a caller's deadline.
+    fn estimate(&self, probes: usize) -> Duration {
+        let per_probe = self.micros.load(Ordering::Relaxed);
+        Duration::from_micros(per_probe.saturating_mul(probes as u64)).min(MAX_HOLD)
+    }
 }
 
 /// A meeting whose owner is known and whose caller is authorized.
@@ -110,6 +147,7 @@ impl Meetings {
                 tokens,
                 store,
                 ledger: DashMap::new(),
+                probe_time: ProbeTime::default(),
             }),
         }
     }
@@ -180,10 +218,10 @@ impl Meetings {
                         .await?
                 }
             };
-            let host_email = self
+            let record = self
                 .reconcile_host(caller, op, &target, &meeting, &mut audit)
                 .await?;
-            Ok(self.view(caller, op, target.account, &host_email, meeting))
+            Ok(self.view(caller, op, target.account, &record.host_email, meeting))
         }
         .await;
         self.audit(caller, op, audit, &result).await;
@@ -202,7 +240,7 @@ impl Meetings {
         let mut audit = AuditContext::default();
         let result = async {
             let target = self
-                .resolve_meeting(caller, op, meeting_id, &mut audit)
+                .resolve_for_change(caller, op, meeting_id, &mut audit)
                 .await?;
             let id = meeting_id.to_string();
             let updated = self
@@ -245,7 +283,7 @@ impl Meetings {
         let mut audit = AuditContext::default();
         let result = async {
             let target = self
-                .resolve_meeting(caller, op, meeting_id, &mut audit)
+                .resolve_for_change(caller, op, meeting_id, &mut audit)
                 .await?;
             let id = meeting_id.to_string();
             let deleted = self
@@ -276,7 +314,7 @@ impl Meetings {
         let mut audit = AuditContext::default();
         let result = async {
             let target = self
-                .resolve_meeting(caller, op, meeting_id, &mut audit)
+                .resolve_for_change(caller, op, meeting_id, &mut audit)
                 .await?;
             let id = meeting_id.to_string();
             let ended = self
@@ -322,6 +360,10 @@ impl Meetings {
                         fields.contains(SensitiveField::StartUrl),
                         fields.contains(SensitiveField::Password),
                     );
+                    // Zoom's list items leave out the host's email; every item is this user's.
+                    if m.host_email.is_none() && !target.email.is_empty() {
+                        m.host_email = Some(target.email.clone());
+                    }
                     m
                 })
                 .collect();
@@ -342,6 +384,19 @@ impl Meetings {
     /// Finds the account and host of a meeting, from the ledger or else by a probe, and
     /// authorizes `op` on it.
     async fn resolve_meeting(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        meeting_id: i64,
+        audit: &mut AuditContext,
+    ) -> Result<MeetingTarget, Error> {
+        let started = Instant::now();
+        let result = self.locate_meeting(caller, op, meeting_id, audit).await;
+        let probes = probe_accounts(caller, op).len();
+        self.hold_not_found(started, probes, result).await
+    }
+
+    async fn locate_meeting(
         &self,
         caller: &Caller,
         op: Operation,
@@ -374,8 +429,7 @@ impl Meetings {
         })
     }
 
-    /// Looks for a meeting only in the accounts where the caller may do `op` or see meetings
-    /// (so the answer does not depend on whether the ledger already knew the meeting).
+    /// Looks for a meeting in the [`probe_accounts`] of the caller.
     ///
     /// The owner found goes into the ledger before any decision, so a denied caller asking again
     /// costs no further Zoom call.
@@ -386,31 +440,32 @@ impl Meetings {
         meeting_id: i64,
     ) -> Result<(Arc<MeetingRecord>, ZoomMeeting), Error> {
         let probe_key = format!("meeting:{meeting_id}");
-        let mut accounts: Vec<&AccountName> = Vec::new();
-        for any in [op, Operation::Read, Operation::List] {
-            for account in caller.accounts_for(any) {
-                if !accounts.contains(&account) {
-                    accounts.push(account);
-                }
-            }
-        }
         let mut failure = None;
-        for account in accounts {
+        for account in probe_accounts(caller, op) {
             if self.inner.directory.known_absent(&probe_key, account) {
                 continue;
             }
-            match self.fetch_meeting(account, meeting_id, None).await {
+            let asked = Instant::now();
+            let found = self.fetch_meeting(account, meeting_id, None).await;
+            if matches!(found, Ok(_) | Err(Error::NotFound { .. })) {
+                self.inner.probe_time.record(asked.elapsed());
+            }
+            match found {
                 Ok(meeting) => {
-                    let record = self
-                        .remember_meeting(MeetingRecord {
-                            meeting_id,
-                            account: account.to_string(),
-                            host_id: meeting.host_id.clone().unwrap_or_default(),
-                            host_email: lowercase_email(meeting.host_email.as_deref()),
-                            created_by: caller.name.clone(),
-                            created_at: Utc::now(),
-                        })
-                        .await;
+                    let record = MeetingRecord {
+                        meeting_id,
+                        account: account.to_string(),
+                        host_id: meeting.host_id.clone().unwrap_or_default(),
+                        host_email: lowercase_email(meeting.host_email.as_deref()),
+                        created_by: caller.name.clone(),
+                        created_at: Utc::now(),
+                    };
+                    // Without a host no grant can match; a later probe may learn it.
+                    let record = if record.host_email.is_empty() {
+                        Arc::new(record)
+                    } else {
+                        self.remember_meeting(record).await
+                    };
                     return Ok((record, meeting));
                 }
                 Err(Error::NotFound { .. }) => {
@@ -434,31 +489,59 @@ impl Meetings {
         target: &MeetingTarget,
         meeting: &ZoomMeeting,
         audit: &mut AuditContext,
-    ) -> Result<String, Error> {
+    ) -> Result<Arc<MeetingRecord>, Error> {
         let host_email = lowercase_email(meeting.host_email.as_deref());
         if host_email.is_empty() || host_email == target.record.host_email {
-            return Ok(target.record.host_email.clone());
+            return Ok(target.record.clone());
         }
         tracing::info!(
             meeting_id = meeting.id,
             "meeting changed host outside the gateway"
         );
-        self.remember_meeting(MeetingRecord {
-            host_id: meeting.host_id.clone().unwrap_or_default(),
-            host_email: host_email.clone(),
-            ..(*target.record).clone()
-        })
-        .await;
-        audit.user = Some(host_email.clone());
+        let record = self
+            .remember_meeting(MeetingRecord {
+                host_id: meeting.host_id.clone().unwrap_or_default(),
+                host_email,
+                ..(*target.record).clone()
+            })
+            .await;
+        audit.user = Some(record.host_email.clone());
         authorize_meeting(
             caller,
             op,
             &target.account,
-            &host_email,
-            target.record.meeting_id,
+            &record.host_email,
+            record.meeting_id,
             audit,
         )?;
-        Ok(host_email)
+        Ok(record)
+    }
+
+    /// Resolves a meeting about to be changed. A ledger entry may predate a host transfer made
+    /// in Zoom, so the meeting is read first and the decision taken again on its current host.
+    async fn resolve_for_change(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        meeting_id: i64,
+        audit: &mut AuditContext,
+    ) -> Result<MeetingTarget, Error> {
+        let target = self.resolve_meeting(caller, op, meeting_id, audit).await?;
+        if target.probed.is_some() {
+            return Ok(target);
+        }
+        let fetched = self.fetch_meeting(&target.account, meeting_id, None).await;
+        let current = self
+            .forget_meeting_if_gone(meeting_id, &None, fetched)
+            .await?;
+        let record = self
+            .reconcile_host(caller, op, &target, &current, audit)
+            .await?;
+        Ok(MeetingTarget {
+            account: target.account,
+            record,
+            probed: Some(current),
+        })
     }
 
     /// Finds the account of a user and authorizes `op` on it: by rule, by an earlier probe, else
@@ -482,9 +565,24 @@ impl Meetings {
             UserRef::Id(_) => caller.accounts_for(op).to_vec(),
         };
         if candidates.is_empty() {
+            // Decided from the grants alone: the same for every user, existing or not.
             audit.denied = true;
             return Err(user_denial(caller, op, user));
         }
+        let started = Instant::now();
+        let result = self.locate_user(caller, op, user, &candidates, audit).await;
+        self.hold_not_found(started, candidates.len(), result).await
+    }
+
+    async fn locate_user(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        user: &UserRef,
+        candidates: &[AccountName],
+        audit: &mut AuditContext,
+    ) -> Result<UserLocation, Error> {
+        let key = user.key();
         let known = match user {
             UserRef::Email(email) => self
                 .inner
@@ -500,7 +598,7 @@ impl Meetings {
         };
         let location = match known {
             Some(location) => location,
-            None => self.probe_user(key, &candidates).await?,
+            None => self.probe_user(key, candidates).await?,
         };
         audit.account = Some(location.account.to_string());
         audit.user = Some(location.email.clone());
@@ -522,6 +620,7 @@ impl Meetings {
             if self.inner.directory.known_absent(key, account) {
                 continue;
             }
+            let asked = Instant::now();
             let found = self
                 .zoom_call(account, TargetKind::User, key, |token| {
                     let zoom = self.inner.zoom.clone();
@@ -529,6 +628,9 @@ impl Meetings {
                     async move { zoom.get_user(&token, &key).await }
                 })
                 .await;
+            if matches!(found, Ok(_) | Err(Error::NotFound { .. })) {
+                self.inner.probe_time.record(asked.elapsed());
+            }
             match found {
                 Ok(zoom_user) => {
                     let location = UserLocation {
@@ -547,6 +649,19 @@ impl Meetings {
             kind: TargetKind::User,
             id: key.to_owned(),
         }))
+    }
+
+    /// Holds a NOT_FOUND until it has taken as long as probing `probes` accounts would.
+    async fn hold_not_found<T>(
+        &self,
+        started: Instant,
+        probes: usize,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        if matches!(result, Err(Error::NotFound { .. })) {
+            tokio::time::sleep_until(started + self.inner.probe_time.estimate(probes)).await;
+        }
+        result
     }
 
     async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {
@@ -702,6 +817,20 @@ impl Meetings {
             tracing::error!(caller = %record.caller, %error, "could not write an audit record");
         }
     }
+}
+
+/// The accounts a meeting lookup for `op` may ask: where the caller may do `op` or see meetings,
+/// so that the answer does not depend on whether the ledger already knew the meeting.
+fn probe_accounts(caller: &Caller, op: Operation) -> Vec<&AccountName> {
+    let mut accounts: Vec<&AccountName> = Vec::new();
+    for any in [op, Operation::Read, Operation::List] {
+        for account in caller.accounts_for(any) {
+            if !accounts.contains(&account) {
+                accounts.push(account);
+            }
+        }
+    }
+    accounts
 }
 
 /// Allows `op` on a meeting, or answers PERMISSION_DENIED when the caller may see the meeting and

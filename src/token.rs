@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -147,6 +147,9 @@ struct Slot {
     flights_done: AtomicU64,
     /// Token requests sent to Zoom.
     fetches: AtomicU64,
+    /// Tokens in a row that Zoom rejected even after a retry with another one; a fetch that
+    /// succeeds does not reset it, a Zoom answer that accepts the token does.
+    rejected_streak: AtomicU32,
 }
 
 struct CachedToken {
@@ -183,6 +186,7 @@ impl TokenCache {
                     flight: Arc::new(tokio::sync::Mutex::new(Flight::default())),
                     flights_done: AtomicU64::new(0),
                     fetches: AtomicU64::new(0),
+                    rejected_streak: AtomicU32::new(0),
                 };
                 (account.name.clone(), slot)
             })
@@ -247,16 +251,18 @@ impl TokenCache {
     }
 
     /// Forgets `token` if it is still the cached one (after Zoom said 401/124), so that a
-    /// concurrent purge of an older token never throws away a newer one.
-    pub fn purge(&self, account: &AccountName, token: &AccessToken) {
+    /// concurrent purge of an older token never throws away a newer one. Tells whether it did.
+    pub fn purge(&self, account: &AccountName, token: &AccessToken) -> bool {
         let Ok(slot) = self.slot(account) else {
-            return;
+            return false;
         };
         let mut current = slot.current.write().unwrap_or_else(PoisonError::into_inner);
         if current.as_ref().is_some_and(|c| c.token == *token) {
             *current = None;
             tracing::info!(account = %account, "purged the token zoom rejected");
+            return true;
         }
+        false
     }
 
     /// Runs `call` with the account's token; on [`ZoomError::InvalidToken`] purges that token
@@ -269,20 +275,25 @@ impl TokenCache {
         Fut: Future<Output = Result<T, ZoomError>>,
     {
         let token = self.token(account).await?;
-        match call(token.clone()).await {
+        let result = match call(token.clone()).await {
             Err(ZoomError::InvalidToken { .. }) => {
                 self.purge(account, &token);
                 tracing::info!(account = %account, "zoom rejected the token, retrying with a new one");
                 let fresh = self.token(account).await?;
                 let result = call(fresh.clone()).await;
                 if matches!(result, Err(ZoomError::InvalidToken { .. })) {
-                    self.purge(account, &fresh);
-                    self.record_rejected_token(account).await;
+                    // Counted once per token: concurrent requests share the purge.
+                    if self.purge(account, &fresh) {
+                        self.record_rejected_token(account);
+                    }
+                    return result.map_err(CallError::Zoom);
                 }
-                result.map_err(CallError::Zoom)
+                result
             }
-            result => result.map_err(CallError::Zoom),
-        }
+            result => result,
+        };
+        self.reset_rejections(account);
+        result.map_err(CallError::Zoom)
     }
 
     /// Returns how many token requests were sent to Zoom for `account` (0 if unknown).
@@ -297,19 +308,37 @@ impl TokenCache {
             .is_ok_and(|slot| slot.unexpired(Instant::now()).is_some())
     }
 
-    /// Counts a token that Zoom rejected right after issuing it as a failed fetch, so that an
-    /// account whose app was deactivated cools down instead of fetching a token per request.
-    async fn record_rejected_token(&self, account: &AccountName) {
+    /// Starts a cooldown, growing with the streak, when Zoom rejects even a second token: an
+    /// account whose app was deactivated then stops fetching a token per request.
+    fn record_rejected_token(&self, account: &AccountName) {
         let Ok(slot) = self.slot(account) else {
             return;
         };
-        let mut flight = slot.flight.lock().await;
-        let error = TokenError::Rejected {
-            status: 401,
-            error: "invalid_token".into(),
-            reason: "zoom rejected a newly issued token".into(),
-        };
-        self.fail(account, &mut flight, error);
+        let streak = slot
+            .rejected_streak
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let cooldown = self.cooldown(streak);
+        // Never waits: a fetch in flight holds the lock and its outcome decides instead.
+        if let Ok(mut flight) = slot.flight.try_lock() {
+            let until = Instant::now().checked_add(cooldown);
+            flight.cooldown_until = flight.cooldown_until.max(until);
+        }
+        tracing::warn!(
+            account = %account,
+            streak,
+            cooldown_ms = cooldown.as_millis() as u64,
+            "zoom rejected a second access token in a row, cooling down"
+        );
+    }
+
+    /// Ends a streak of rejected tokens once Zoom accepts one again.
+    fn reset_rejections(&self, account: &AccountName) {
+        if let Ok(slot) = self.slot(account)
+            && slot.rejected_streak.load(Ordering::Relaxed) != 0
+        {
+            slot.rejected_streak.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Records a failure of the account's tokens and starts the cooldown.
@@ -805,6 +834,54 @@ mod tests {
             Err(CallError::Token(TokenError::CoolingDown { .. }))
         ));
         assert_eq!(cache.fetches(&sales()), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejected_tokens_cool_down_longer_each_time_until_one_is_accepted() {
+        let script = Script::new(vec![hour()]);
+        let cache = cache(&script);
+        let zoom_accepts = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let account = sales();
+        let call = || {
+            let zoom_accepts = zoom_accepts.clone();
+            cache.call(&account, move |_token| {
+                let accepted = zoom_accepts.load(Ordering::SeqCst);
+                async move {
+                    if accepted {
+                        Ok(())
+                    } else {
+                        Err(ZoomError::InvalidToken {
+                            message: "Invalid access token.".into(),
+                        })
+                    }
+                }
+            })
+        };
+        let cooling = |result: Result<(), CallError>| {
+            matches!(
+                result,
+                Err(CallError::Token(TokenError::CoolingDown { .. }))
+            )
+        };
+
+        assert!(call().await.is_err());
+        assert!(cooling(call().await), "1 s after the first rejected pair");
+        advance(Duration::from_millis(1100)).await;
+        assert!(call().await.is_err());
+        advance(Duration::from_millis(1500)).await;
+        assert!(
+            cooling(call().await),
+            "2 s after the second: the fetch success did not reset it"
+        );
+        advance(Duration::from_millis(600)).await;
+        zoom_accepts.store(true, Ordering::SeqCst);
+        call().await.expect("zoom accepts tokens again");
+        assert_eq!(
+            cache.inner.slots[&sales()]
+                .rejected_streak
+                .load(Ordering::SeqCst),
+            0
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -96,11 +96,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::create_body(request.meeting.as_ref()),
         );
         let (user, body) = both(user, body).map_err(status)?;
-        let view = self
-            .meetings
-            .create(&caller, user, body)
-            .await
-            .map_err(status)?;
+        let meetings = self.meetings.clone();
+        let view = detached(async move { meetings.create(&caller, user, body).await }).await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -115,11 +112,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::occurrence_id(&request.occurrence_id),
         )
         .map_err(status)?;
-        let view = self
-            .meetings
-            .get(&caller, id, occurrence)
-            .await
-            .map_err(status)?;
+        let meetings = self.meetings.clone();
+        let view = detached(async move { meetings.get(&caller, id, occurrence).await }).await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -135,11 +129,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
         );
         let body = convert::update_body(request.meeting.as_ref(), request.update_mask.as_ref());
         let ((id, occurrence), body) = both(ids, body).map_err(status)?;
-        let view = self
-            .meetings
-            .update(&caller, id, occurrence, body)
-            .await
-            .map_err(status)?;
+        let meetings = self.meetings.clone();
+        let view =
+            detached(async move { meetings.update(&caller, id, occurrence, body).await }).await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -154,10 +146,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::occurrence_id(&request.occurrence_id),
         )
         .map_err(status)?;
-        self.meetings
-            .delete(&caller, id, occurrence)
-            .await
-            .map_err(status)?;
+        let meetings = self.meetings.clone();
+        detached(async move { meetings.delete(&caller, id, occurrence).await }).await?;
         Ok(Response::new(()))
     }
 
@@ -172,11 +162,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::list_query(&request),
         )
         .map_err(status)?;
-        let list = self
-            .meetings
-            .list(&caller, user, query)
-            .await
-            .map_err(status)?;
+        let meetings = self.meetings.clone();
+        let list = detached(async move { meetings.list(&caller, user, query).await }).await?;
         Ok(Response::new(convert::list_to_proto(list)))
     }
 
@@ -186,8 +173,22 @@ impl proto::meetings_server::Meetings for MeetingsService {
     ) -> Result<Response<proto::EndMeetingResponse>, Status> {
         let caller = caller_of(&request)?;
         let id = convert::meeting_id(request.get_ref().meeting_id).map_err(status)?;
-        self.meetings.end(&caller, id).await.map_err(status)?;
+        let meetings = self.meetings.clone();
+        detached(async move { meetings.end(&caller, id).await }).await?;
         Ok(Response::new(proto::EndMeetingResponse {}))
+    }
+}
+
+/// Runs the request path in a task of its own, so that a caller who hangs up or runs out of time
+/// cannot cut it between Zoom's answer and the ledger and audit writes that must follow.
+async fn detached<T: Send + 'static>(
+    request: impl Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::spawn(request).await {
+        Ok(result) => result.map_err(status),
+        Err(error) => Err(status(Error::Internal(format!(
+            "request task failed: {error}"
+        )))),
     }
 }
 

@@ -636,8 +636,8 @@ impl Caller {
             .any(|grant| grant.covers(op, account, &user))
     }
 
-    /// Returns the accounts in which some grant allows `op` for at least one user, in name order:
-    /// the only accounts a probe for this caller may touch.
+    /// Returns the accounts in which some grant allows `op` for at least one user, in name order.
+    /// Probes for this caller go only into such accounts (for `op`, or for reading).
     pub fn accounts_for(&self, op: Operation) -> &[AccountName] {
         &self.accounts_by_op[op.index()]
     }

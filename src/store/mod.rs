@@ -66,7 +66,8 @@ pub struct AuditRecord {
     /// Operation name, e.g. `meetings.create`.
     pub operation: String,
     pub account: Option<String>,
-    /// The Zoom user the request acted on (id or email, as the caller named it).
+    /// The Zoom user the request acted on: the user's or host's email once known, else the id or
+    /// email as the caller named it.
     pub user: Option<String>,
     pub meeting_id: Option<i64>,
     pub outcome: Outcome,
@@ -78,7 +79,8 @@ pub struct AuditRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// Authorized and succeeded.
+    /// Authorized and done. Also when Zoom applied a change and a later step failed; `detail`
+    /// then says which.
     Allowed,
     /// Refused by policy. The operation never reached Zoom; at most a lookup of the owner did.
     Denied,
@@ -220,9 +222,10 @@ impl Location {
             return Err(StoreError::InvalidLocation("the path is empty".into()));
         }
         if rest.contains('?') {
-            return Err(StoreError::InvalidLocation(format!(
-                "`{rest}`: query parameters are not supported"
-            )));
+            // Not echoed: what follows `?` may be a credential.
+            return Err(StoreError::InvalidLocation(
+                "query parameters are not supported".into(),
+            ));
         }
         Ok(Location::SqliteFile(Path::new(rest).to_path_buf()))
     }

@@ -1,6 +1,7 @@
 //! Per-caller grants: each caller does exactly what it was granted, and learns nothing else.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use tonic::Code;
@@ -92,6 +93,97 @@ async fn a_probed_meeting_outside_the_grants_is_looked_up_once() {
         gateway.zoom.meetings(SALES_ZOOM_ID).len(),
         2,
         "nothing was deleted"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_transfer_behind_the_gateway_is_decided_on_the_new_host() {
+    let gateway = TestGateway::spawn().await;
+    // The meeting is erin's in Zoom, but the ledger still says alice hosts it: as if an admin
+    // had moved it from alice to erin in Zoom's web portal.
+    let moved = gateway.create_in_sales_zoom("u-erin", "Moved away").await;
+    gateway
+        .store
+        .record_meeting(&zoomgate::store::MeetingRecord {
+            meeting_id: moved,
+            account: "acme-sales".into(),
+            host_id: "u-alice".into(),
+            host_email: "alice@sales.acme.test".into(),
+            created_by: "sales-bot".into(),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let mut sales = gateway.client(SALES_KEY).await;
+
+    let update = sales
+        .update_meeting(update_topic(moved, "Hijacked"))
+        .await
+        .unwrap_err();
+    let read = sales.get_meeting(get(moved)).await.unwrap_err();
+
+    assert_eq!(update.code(), Code::NotFound, "{update:?}");
+    assert_eq!(read.code(), Code::NotFound, "{read:?}");
+    let requests = gateway.zoom.requests(SALES_ZOOM_ID);
+    assert_eq!(
+        requests.get("PATCH /meetings/{meetingId}"),
+        None,
+        "{requests:?}"
+    );
+    let ledger = gateway.store.meeting(moved).await.unwrap().unwrap();
+    assert_eq!(
+        ledger.host_email, "erin@partner.test",
+        "the ledger learnt the new host"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn not_yours_takes_as_long_as_does_not_exist() {
+    let gateway = TestGateway::spawn().await;
+    // Routed by rule: the gateway has not timed any probe yet.
+    let carols = gateway
+        .client(ADMIN_KEY)
+        .await
+        .create_meeting(create_for("carol@support.acme.test", "Support sync"))
+        .await
+        .expect("admin creates")
+        .into_inner()
+        .id;
+    // Every answer of the sales account takes 100 ms, like a distant Zoom.
+    let slow = zoomgate::emulator::Faults {
+        latency_ms: 100,
+        ..Default::default()
+    };
+    gateway.zoom.set_faults(SALES_ZOOM_ID, slow);
+    let sales = gateway.client(SALES_KEY).await;
+    let timed = |id: i64| {
+        let mut sales = sales.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let status = sales.get_meeting(get(id)).await.unwrap_err();
+            (status, started.elapsed())
+        }
+    };
+
+    // A meeting that does not exist costs sales-bot a probe of its one account.
+    let (missing, probe_time) = timed(5_555_555_555).await;
+    assert!(probe_time >= Duration::from_millis(100), "{probe_time:?}");
+    // Carol's meeting is in the ledger, outside sales-bot's grants: no probe is needed, and yet
+    // the answer takes as long as one.
+    let (hidden, took) = timed(carols).await;
+    let (again, took_again) = timed(5_555_555_555).await;
+
+    assert_eq!(shape(&hidden, carols), shape(&missing, 5_555_555_555));
+    assert_eq!(shape(&again, 5_555_555_555), shape(&missing, 5_555_555_555));
+    assert!(
+        took >= Duration::from_millis(90),
+        "not yours answered in {took:?}"
+    );
+    assert!(
+        took_again >= Duration::from_millis(90),
+        "a cached miss answered in {took_again:?}"
     );
     gateway.stop().await;
 }

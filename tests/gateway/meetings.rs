@@ -84,6 +84,13 @@ async fn each_operation_lands_in_the_owning_account() {
         vec![sales.id]
     );
     assert!(listed.meetings.iter().all(|m| m.account == "acme-sales"));
+    assert!(
+        listed
+            .meetings
+            .iter()
+            .all(|m| m.host_email == "alice@sales.acme.test"),
+        "list items name their host"
+    );
     let listed = client
         .list_meetings(list_for("carol@support.acme.test"))
         .await
