@@ -54,6 +54,9 @@ pub struct App {
 impl App {
     /// Does every fallible step (store, migrations, clients, bind) before serving.
     pub async fn build(config: Config) -> Result<App, AppError> {
+        for warning in config.warnings() {
+            tracing::warn!("config: {warning}");
+        }
         let store = store::open(&config.store).await?;
         let zoom = ZoomClient::new(
             &ZoomEndpoints {

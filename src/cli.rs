@@ -188,6 +188,9 @@ fn check_config(path: &Path) -> ExitCode {
             for caller in config.policy.callers() {
                 println!("  caller {}", caller.name);
             }
+            for warning in config.warnings() {
+                println!("  warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -231,6 +231,24 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         raw.validate(env, base_dir)
     }
+
+    /// Settings that are valid but probably not what was meant; shown by `check-config` and
+    /// logged at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let client_certificates = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_pem.is_some());
+        let mut warnings = Vec::new();
+        if self.policy.declares_sans() && !client_certificates {
+            warnings.push(
+                "callers declare mtls_sans, but without tls.client_ca_file no client certificate \
+                 is asked for: those callers can only use their API keys"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
 }
 
 /// Reads only the store location of a config file, for tools that need no secrets (`zoomgate audit`).
@@ -646,6 +664,19 @@ domains = ["sales.x.test"]
         assert_eq!(resolve_store("sqlite:/var/z.db", base), "sqlite:/var/z.db");
         assert_eq!(resolve_store("sqlite::memory:", base), "sqlite::memory:");
         assert_eq!(resolve_store("sqlite://z.db", base), "sqlite:/srv/z.db");
+    }
+
+    #[test]
+    fn certificate_callers_without_a_client_ca_are_warned_about() {
+        let plain = Config::from_toml(&config(SALES), &env(), Path::new(".")).unwrap();
+        assert!(plain.warnings().is_empty());
+        let text = config(SALES).replace(
+            "api_key_sha256 = [",
+            "mtls_sans = [\"spiffe://x.test/app\"]\napi_key_sha256 = [",
+        );
+        let with_sans = Config::from_toml(&text, &env(), Path::new(".")).unwrap();
+        assert_eq!(with_sans.warnings().len(), 1);
+        assert!(with_sans.warnings()[0].contains("tls.client_ca_file"));
     }
 
     #[test]

@@ -421,6 +421,11 @@ impl Policy {
         self.callers.iter().find(|c| c.name == name).cloned()
     }
 
+    /// Tells whether any caller is identified by a client certificate SAN.
+    pub fn declares_sans(&self) -> bool {
+        !self.by_san.is_empty()
+    }
+
     /// Callers in config order, e.g. for listing them in the CLI.
     pub fn callers(&self) -> impl Iterator<Item = &Arc<Caller>> {
         self.callers.iter()
