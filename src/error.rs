@@ -24,7 +24,7 @@ impl FieldViolation {
 
 /// What went wrong with a request. Display is for logs: it may name Zoom's own message, which
 /// never reaches the caller (see [`Error::public_message`]).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<FieldViolation>),

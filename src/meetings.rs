@@ -75,7 +75,12 @@ struct Inner {
     /// Read-through cache of the store's meeting ledger; written through on every change.
     ledger: DashMap<i64, Arc<MeetingRecord>>,
     probe_time: ProbeTime,
+    /// Accounts whose last probe failed (429, 5xx, no token, ...), until when, and how.
+    failing: DashMap<AccountName, (Instant, Error)>,
 }
+
+/// How long a failed probe marks its account as failing, unless Zoom named a longer wait.
+const FAILURE_MEMORY: Duration = Duration::from_secs(1);
 
 /// Longest a NOT_FOUND is held (see [`ProbeTime`]); well below the default request timeout.
 const MAX_HOLD: Duration = Duration::from_secs(5);
@@ -148,6 +153,7 @@ impl Meetings {
                 store,
                 ledger: DashMap::new(),
                 probe_time: ProbeTime::default(),
+                failing: DashMap::new(),
             }),
         }
     }
@@ -392,8 +398,8 @@ impl Meetings {
     ) -> Result<MeetingTarget, Error> {
         let started = Instant::now();
         let result = self.locate_meeting(caller, op, meeting_id, audit).await;
-        let probes = probe_accounts(caller, op).len();
-        self.hold_not_found(started, probes, result).await
+        self.hold_not_found(started, &probe_accounts(caller, op), result)
+            .await
     }
 
     async fn locate_meeting(
@@ -447,9 +453,7 @@ impl Meetings {
             }
             let asked = Instant::now();
             let found = self.fetch_meeting(account, meeting_id, None).await;
-            if matches!(found, Ok(_) | Err(Error::NotFound { .. })) {
-                self.inner.probe_time.record(asked.elapsed());
-            }
+            self.learn_from_probe(account, asked, &found);
             match found {
                 Ok(meeting) => {
                     let record = MeetingRecord {
@@ -571,7 +575,8 @@ impl Meetings {
         }
         let started = Instant::now();
         let result = self.locate_user(caller, op, user, &candidates, audit).await;
-        self.hold_not_found(started, candidates.len(), result).await
+        let candidates: Vec<&AccountName> = candidates.iter().collect();
+        self.hold_not_found(started, &candidates, result).await
     }
 
     async fn locate_user(
@@ -628,9 +633,7 @@ impl Meetings {
                     async move { zoom.get_user(&token, &key).await }
                 })
                 .await;
-            if matches!(found, Ok(_) | Err(Error::NotFound { .. })) {
-                self.inner.probe_time.record(asked.elapsed());
-            }
+            self.learn_from_probe(account, asked, &found);
             match found {
                 Ok(zoom_user) => {
                     let location = UserLocation {
@@ -651,17 +654,47 @@ impl Meetings {
         }))
     }
 
-    /// Holds a NOT_FOUND until it has taken as long as probing `probes` accounts would.
+    /// Learns from one probe answer how long Zoom takes, and whether the account is failing.
+    fn learn_from_probe<T>(&self, account: &AccountName, asked: Instant, found: &Result<T, Error>) {
+        match found {
+            Ok(_) | Err(Error::NotFound { .. }) => {
+                self.inner.probe_time.record(asked.elapsed());
+                self.inner.failing.remove(account);
+            }
+            Err(error) => {
+                let wait = match error {
+                    Error::RateLimited { retry_after, .. }
+                    | Error::ZoomUnavailable { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                let until = Instant::now() + wait.unwrap_or_default().max(FAILURE_MEMORY);
+                self.inner
+                    .failing
+                    .insert(account.clone(), (until, error.clone()));
+            }
+        }
+    }
+
+    /// Makes a NOT_FOUND decided without asking Zoom look like one that asked `accounts`: it is
+    /// held as long as those probes would take, and while one of those accounts is failing it
+    /// becomes that failure, as a probe would have.
     async fn hold_not_found<T>(
         &self,
         started: Instant,
-        probes: usize,
+        accounts: &[&AccountName],
         result: Result<T, Error>,
     ) -> Result<T, Error> {
-        if matches!(result, Err(Error::NotFound { .. })) {
-            tokio::time::sleep_until(started + self.inner.probe_time.estimate(probes)).await;
+        if !matches!(result, Err(Error::NotFound { .. })) {
+            return result;
         }
-        result
+        tokio::time::sleep_until(started + self.inner.probe_time.estimate(accounts.len())).await;
+        let now = Instant::now();
+        let failure = accounts.iter().find_map(|account| {
+            let entry = self.inner.failing.get(*account)?;
+            let (until, error) = entry.value();
+            (now < *until).then(|| error.clone())
+        });
+        failure.map_or(result, Err)
     }
 
     async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {

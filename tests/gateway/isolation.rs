@@ -188,6 +188,40 @@ async fn not_yours_takes_as_long_as_does_not_exist() {
     gateway.stop().await;
 }
 
+#[tokio::test]
+async fn while_its_account_fails_not_yours_fails_the_same_way() {
+    let gateway = TestGateway::spawn().await;
+    let carols = gateway
+        .client(ADMIN_KEY)
+        .await
+        .create_meeting(create_for("carol@support.acme.test", "Support sync"))
+        .await
+        .expect("admin creates")
+        .into_inner()
+        .id;
+    let mut sales = gateway.client(SALES_KEY).await;
+    let missing = 6_666_666_666;
+    let throttled = zoomgate::emulator::Faults {
+        force_429: true,
+        ..Default::default()
+    };
+    gateway.zoom.set_faults(SALES_ZOOM_ID, throttled);
+
+    // sales-bot's only account answers 429: an unknown id cannot be looked up...
+    let unknown = sales.get_meeting(get(missing)).await.unwrap_err();
+    // ...and a meeting the ledger knows, outside its grants, must not answer differently.
+    let known = sales.get_meeting(get(carols)).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::ResourceExhausted, "{unknown:?}");
+    assert_eq!(shape(&known, carols), shape(&unknown, missing));
+
+    gateway.zoom.set_faults(SALES_ZOOM_ID, Default::default());
+    let unknown = sales.get_meeting(get(missing)).await.unwrap_err();
+    let known = sales.get_meeting(get(carols)).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    assert_eq!(shape(&known, carols), shape(&unknown, missing));
+    gateway.stop().await;
+}
+
 fn update_topic(id: i64, topic: &str) -> proto::UpdateMeetingRequest {
     proto::UpdateMeetingRequest {
         meeting_id: id,
