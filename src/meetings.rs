@@ -73,10 +73,50 @@ struct Inner {
     tokens: TokenCache,
     store: Arc<dyn Store>,
     /// Read-through cache of the store's meeting ledger; written through on every change.
-    ledger: DashMap<i64, Arc<MeetingRecord>>,
+    ledger: LedgerCache,
     probe_time: ProbeTime,
     /// Accounts whose last probe failed (429, 5xx, no token, ...), until when, and how.
     failing: DashMap<AccountName, (Instant, Error)>,
+}
+
+/// Ledger entries kept in memory (about 200 bytes each); the store holds all of them.
+const LEDGER_CACHE_ENTRIES: usize = 100_000;
+
+/// The in-memory side of the meeting ledger: read-through, written through, bounded.
+struct LedgerCache {
+    entries: DashMap<i64, Arc<MeetingRecord>>,
+    capacity: usize,
+}
+
+impl LedgerCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: DashMap::new(),
+            capacity,
+        }
+    }
+
+    fn get(&self, meeting_id: i64) -> Option<Arc<MeetingRecord>> {
+        self.entries.get(&meeting_id).map(|entry| entry.clone())
+    }
+
+    /// Inserts, first dropping an eighth of the entries when full: which ones does not matter,
+    /// since a miss costs one store read.
+    fn insert(&self, meeting_id: i64, record: Arc<MeetingRecord>) {
+        if self.entries.len() >= self.capacity {
+            let mut excess = (self.capacity / 8).max(1);
+            self.entries.retain(|_, _| {
+                let keep = excess == 0;
+                excess = excess.saturating_sub(1);
+                keep
+            });
+        }
+        self.entries.insert(meeting_id, record);
+    }
+
+    fn remove(&self, meeting_id: i64) {
+        self.entries.remove(&meeting_id);
+    }
 }
 
 /// How long a failed probe marks its account as failing, unless Zoom named a longer wait.
@@ -151,7 +191,7 @@ impl Meetings {
                 zoom,
                 tokens,
                 store,
-                ledger: DashMap::new(),
+                ledger: LedgerCache::new(LEDGER_CACHE_ENTRIES),
                 probe_time: ProbeTime::default(),
                 failing: DashMap::new(),
             }),
@@ -698,8 +738,8 @@ impl Meetings {
     }
 
     async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {
-        if let Some(record) = self.inner.ledger.get(&meeting_id) {
-            return Ok(Some(record.clone()));
+        if let Some(record) = self.inner.ledger.get(meeting_id) {
+            return Ok(Some(record));
         }
         let record = self
             .inner
@@ -747,7 +787,7 @@ impl Meetings {
     }
 
     async fn forget_meeting(&self, meeting_id: i64) {
-        self.inner.ledger.remove(&meeting_id);
+        self.inner.ledger.remove(meeting_id);
         if let Err(error) = self.inner.store.forget_meeting(meeting_id).await {
             tracing::error!(meeting_id, %error, "could not update the meeting ledger");
         }
@@ -1055,6 +1095,29 @@ fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: Call
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(meeting_id: i64) -> Arc<MeetingRecord> {
+        Arc::new(MeetingRecord {
+            meeting_id,
+            account: "sales".into(),
+            host_id: "u1".into(),
+            host_email: "ann@x.test".into(),
+            created_by: "app".into(),
+            created_at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn the_ledger_cache_stays_within_its_capacity() {
+        let cache = LedgerCache::new(16);
+        for id in 0..100 {
+            cache.insert(id, record(id));
+            assert!(cache.entries.len() <= 16);
+        }
+        assert!(cache.get(99).is_some(), "the newest entry is kept");
+        cache.remove(99);
+        assert!(cache.get(99).is_none());
+    }
 
     #[test]
     fn strips_only_the_passcode_parameter() {
