@@ -133,6 +133,7 @@ impl App {
             shutdown.await;
             set_health(&health, ServingStatus::NotServing).await;
         };
+        let tasks = self.service.tasks();
         builder
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)
@@ -140,6 +141,9 @@ impl App {
             .add_service(self.service.into_server(self.policy))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
+        // Requests whose callers left still finish their ledger and audit writes.
+        tasks.close();
+        tasks.wait().await;
         Ok(())
     }
 }

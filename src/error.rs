@@ -82,7 +82,7 @@ pub enum Error {
 }
 
 /// What a request was about, for messages and `ErrorInfo` reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TargetKind {
     Meeting,
     User,

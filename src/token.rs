@@ -150,6 +150,9 @@ struct Slot {
     /// Tokens in a row that Zoom rejected even after a retry with another one; a fetch that
     /// succeeds does not reset it, a Zoom answer that accepts the token does.
     rejected_streak: AtomicU32,
+    /// No token is fetched before then, after a streak of rejected tokens. Kept apart from the
+    /// flight, which a successful fetch resets.
+    rejected_until: std::sync::Mutex<Option<Instant>>,
 }
 
 struct CachedToken {
@@ -187,6 +190,7 @@ impl TokenCache {
                     flights_done: AtomicU64::new(0),
                     fetches: AtomicU64::new(0),
                     rejected_streak: AtomicU32::new(0),
+                    rejected_until: std::sync::Mutex::new(None),
                 };
                 (account.name.clone(), slot)
             })
@@ -207,6 +211,9 @@ impl TokenCache {
         let slot = self.slot(account)?;
         if let Some(token) = slot.fresh(Instant::now()) {
             return Ok(token);
+        }
+        if let Some(retry_after) = slot.rejected_wait(Instant::now()) {
+            return Err(TokenError::CoolingDown { retry_after });
         }
         let flights_seen = slot.flights_done.load(Ordering::Acquire);
         let flight = Arc::clone(&slot.flight).lock_owned().await;
@@ -292,7 +299,19 @@ impl TokenCache {
             }
             result => result,
         };
-        self.reset_rejections(account);
+        // Only an answer about the request itself shows that Zoom took the token.
+        let accepted = matches!(
+            result,
+            Ok(_)
+                | Err(ZoomError::NotFound { .. }
+                    | ZoomError::MissingScope { .. }
+                    | ZoomError::RateLimited { .. }
+                    | ZoomError::BadRequest { .. }
+                    | ZoomError::Rejected { .. })
+        );
+        if accepted {
+            self.reset_rejections(account);
+        }
         result.map_err(CallError::Zoom)
     }
 
@@ -319,11 +338,12 @@ impl TokenCache {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         let cooldown = self.cooldown(streak);
-        // Never waits: a fetch in flight holds the lock and its outcome decides instead.
-        if let Ok(mut flight) = slot.flight.try_lock() {
-            let until = Instant::now().checked_add(cooldown);
-            flight.cooldown_until = flight.cooldown_until.max(until);
-        }
+        let until = Instant::now().checked_add(cooldown);
+        let mut rejected_until = slot
+            .rejected_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *rejected_until = (*rejected_until).max(until);
         tracing::warn!(
             account = %account,
             streak,
@@ -338,6 +358,10 @@ impl TokenCache {
             && slot.rejected_streak.load(Ordering::Relaxed) != 0
         {
             slot.rejected_streak.store(0, Ordering::Relaxed);
+            *slot
+                .rejected_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
 
@@ -444,6 +468,17 @@ impl Slot {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Returns how long fetches still wait after a streak of rejected tokens.
+    fn rejected_wait(&self, now: Instant) -> Option<Duration> {
+        let until = (*self
+            .rejected_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))?;
+        until
+            .checked_duration_since(now)
+            .filter(|left| !left.is_zero())
     }
 
     /// Returns the cached token if it needs no refresh yet.

@@ -6,6 +6,7 @@ pub mod convert;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio_util::task::TaskTracker;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -22,6 +23,8 @@ pub const ERROR_DOMAIN: &str = "zoomgate.dev";
 #[derive(Clone)]
 pub struct MeetingsService {
     meetings: Meetings,
+    /// The request tasks, so that shutdown can wait for the ones whose callers left.
+    tasks: TaskTracker,
 }
 
 /// The service behind caller authentication; health and reflection stay open.
@@ -30,7 +33,15 @@ pub type AuthenticatedMeetings =
 
 impl MeetingsService {
     pub fn new(meetings: Meetings) -> Self {
-        Self { meetings }
+        Self {
+            meetings,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// The tracker of request tasks; shutdown closes it and waits for it.
+    pub fn tasks(&self) -> TaskTracker {
+        self.tasks.clone()
     }
 
     /// Wraps the service so that every call carries an authenticated [`Caller`].
@@ -97,7 +108,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
         );
         let (user, body) = both(user, body).map_err(status)?;
         let meetings = self.meetings.clone();
-        let view = detached(async move { meetings.create(&caller, user, body).await }).await?;
+        let view = detached(&self.tasks, async move {
+            meetings.create(&caller, user, body).await
+        })
+        .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -113,7 +127,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
         )
         .map_err(status)?;
         let meetings = self.meetings.clone();
-        let view = detached(async move { meetings.get(&caller, id, occurrence).await }).await?;
+        let view = detached(&self.tasks, async move {
+            meetings.get(&caller, id, occurrence).await
+        })
+        .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -130,8 +147,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
         let body = convert::update_body(request.meeting.as_ref(), request.update_mask.as_ref());
         let ((id, occurrence), body) = both(ids, body).map_err(status)?;
         let meetings = self.meetings.clone();
-        let view =
-            detached(async move { meetings.update(&caller, id, occurrence, body).await }).await?;
+        let view = detached(&self.tasks, async move {
+            meetings.update(&caller, id, occurrence, body).await
+        })
+        .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -147,7 +166,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
         )
         .map_err(status)?;
         let meetings = self.meetings.clone();
-        detached(async move { meetings.delete(&caller, id, occurrence).await }).await?;
+        detached(&self.tasks, async move {
+            meetings.delete(&caller, id, occurrence).await
+        })
+        .await?;
         Ok(Response::new(()))
     }
 
@@ -163,7 +185,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
         )
         .map_err(status)?;
         let meetings = self.meetings.clone();
-        let list = detached(async move { meetings.list(&caller, user, query).await }).await?;
+        let list = detached(&self.tasks, async move {
+            meetings.list(&caller, user, query).await
+        })
+        .await?;
         Ok(Response::new(convert::list_to_proto(list)))
     }
 
@@ -174,7 +199,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         let caller = caller_of(&request)?;
         let id = convert::meeting_id(request.get_ref().meeting_id).map_err(status)?;
         let meetings = self.meetings.clone();
-        detached(async move { meetings.end(&caller, id).await }).await?;
+        detached(&self.tasks, async move { meetings.end(&caller, id).await }).await?;
         Ok(Response::new(proto::EndMeetingResponse {}))
     }
 }
@@ -182,9 +207,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
 /// Runs the request path in a task of its own, so that a caller who hangs up or runs out of time
 /// cannot cut it between Zoom's answer and the ledger and audit writes that must follow.
 async fn detached<T: Send + 'static>(
+    tasks: &TaskTracker,
     request: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) -> Result<T, Status> {
-    match tokio::spawn(request).await {
+    match tasks.spawn(request).await {
         Ok(result) => result.map_err(status),
         Err(error) => Err(status(Error::Internal(format!(
             "request task failed: {error}"

@@ -4,12 +4,12 @@
 //! Order matters: no Zoom call happens for a target the caller may not touch, and a target that
 //! exists outside the caller's grants answers exactly like one that does not exist.
 
+mod ledger;
+mod probes;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use chrono::Utc;
-use dashmap::DashMap;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
@@ -20,6 +20,9 @@ use crate::routing::{Directory, RoutingRules, UserLocation};
 use crate::store::{AuditRecord, MeetingRecord, Outcome, Store};
 use crate::token::{CallError, TokenCache, TokenError};
 use crate::zoom::{ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting};
+
+use self::ledger::LedgerCache;
+use self::probes::Probes;
 
 /// Zoom keys that carry the meeting passcode in some form.
 const PASSWORD_KEYS: [&str; 3] = ["h323_password", "pstn_password", "encrypted_password"];
@@ -74,85 +77,7 @@ struct Inner {
     store: Arc<dyn Store>,
     /// Read-through cache of the store's meeting ledger; written through on every change.
     ledger: LedgerCache,
-    probe_time: ProbeTime,
-    /// Accounts whose last probe failed (429, 5xx, no token, ...), until when, and how.
-    failing: DashMap<AccountName, (Instant, Error)>,
-}
-
-/// Ledger entries kept in memory (about 200 bytes each); the store holds all of them.
-const LEDGER_CACHE_ENTRIES: usize = 100_000;
-
-/// The in-memory side of the meeting ledger: read-through, written through, bounded.
-struct LedgerCache {
-    entries: DashMap<i64, Arc<MeetingRecord>>,
-    capacity: usize,
-}
-
-impl LedgerCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            entries: DashMap::new(),
-            capacity,
-        }
-    }
-
-    fn get(&self, meeting_id: i64) -> Option<Arc<MeetingRecord>> {
-        self.entries.get(&meeting_id).map(|entry| entry.clone())
-    }
-
-    /// Inserts, first dropping an eighth of the entries when full: which ones does not matter,
-    /// since a miss costs one store read.
-    fn insert(&self, meeting_id: i64, record: Arc<MeetingRecord>) {
-        if self.entries.len() >= self.capacity {
-            let mut excess = (self.capacity / 8).max(1);
-            self.entries.retain(|_, _| {
-                let keep = excess == 0;
-                excess = excess.saturating_sub(1);
-                keep
-            });
-        }
-        self.entries.insert(meeting_id, record);
-    }
-
-    fn remove(&self, meeting_id: i64) {
-        self.entries.remove(&meeting_id);
-    }
-}
-
-/// How long a failed probe marks its account as failing, unless Zoom named a longer wait.
-const FAILURE_MEMORY: Duration = Duration::from_secs(1);
-
-/// Longest a NOT_FOUND is held (see [`ProbeTime`]); well below the default request timeout.
-const MAX_HOLD: Duration = Duration::from_secs(5);
-
-/// A running average of how long one probe (a Zoom GET) takes.
-///
-/// A NOT_FOUND decided without Zoom (the ledger or a cache knew the answer) is held that long per
-/// account a probe would have asked, so the time an answer takes does not tell "exists but not
-/// yours" from "does not exist".
-#[derive(Default)]
-struct ProbeTime {
-    micros: AtomicU64,
-}
-
-impl ProbeTime {
-    /// Folds in one probe that Zoom answered (errors are not typical probe times).
-    fn record(&self, took: Duration) {
-        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let average = self.micros.load(Ordering::Relaxed);
-        let next = if average == 0 {
-            took
-        } else {
-            average - average / 8 + took / 8
-        };
-        self.micros.store(next, Ordering::Relaxed);
-    }
-
-    /// Capped, so a slow Zoom cannot hold answers past a caller's deadline.
-    fn estimate(&self, probes: usize) -> Duration {
-        let per_probe = self.micros.load(Ordering::Relaxed);
-        Duration::from_micros(per_probe.saturating_mul(probes as u64)).min(MAX_HOLD)
-    }
+    probes: Probes,
 }
 
 /// A meeting whose owner is known and whose caller is authorized.
@@ -172,6 +97,8 @@ struct AuditContext {
     denied: bool,
     /// The mutation reached Zoom and succeeded, whatever happens afterwards.
     applied: bool,
+    /// The answer must not leave before then (see [`Meetings::settle`]).
+    hold_until: Option<Instant>,
 }
 
 impl Meetings {
@@ -185,15 +112,14 @@ impl Meetings {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                probes: Probes::new(&accounts),
                 accounts,
                 rules,
                 directory,
                 zoom,
                 tokens,
                 store,
-                ledger: LedgerCache::new(LEDGER_CACHE_ENTRIES),
-                probe_time: ProbeTime::default(),
-                failing: DashMap::new(),
+                ledger: LedgerCache::new(ledger::LEDGER_CACHE_ENTRIES),
             }),
         }
     }
@@ -237,7 +163,7 @@ impl Meetings {
             Ok(self.view(caller, op, account, &host_email, meeting))
         }
         .await;
-        self.audit(caller, op, audit, &result).await;
+        self.conclude(caller, op, audit, &result).await;
         result
     }
 
@@ -270,7 +196,7 @@ impl Meetings {
             Ok(self.view(caller, op, target.account, &record.host_email, meeting))
         }
         .await;
-        self.audit(caller, op, audit, &result).await;
+        self.conclude(caller, op, audit, &result).await;
         result
     }
 
@@ -314,7 +240,7 @@ impl Meetings {
             ))
         }
         .await;
-        self.audit(caller, op, audit, &result).await;
+        self.conclude(caller, op, audit, &result).await;
         result
     }
 
@@ -350,7 +276,7 @@ impl Meetings {
             Ok(())
         }
         .await;
-        self.audit(caller, op, audit, &result).await;
+        self.conclude(caller, op, audit, &result).await;
         result
     }
 
@@ -372,7 +298,7 @@ impl Meetings {
             self.forget_meeting_if_gone(meeting_id, &None, ended).await
         }
         .await;
-        self.audit(caller, op, audit, &result).await;
+        self.conclude(caller, op, audit, &result).await;
         result
     }
 
@@ -421,7 +347,7 @@ impl Meetings {
             })
         }
         .await;
-        self.audit(caller, op, audit, &result).await;
+        self.conclude(caller, op, audit, &result).await;
         result
     }
 
@@ -438,8 +364,8 @@ impl Meetings {
     ) -> Result<MeetingTarget, Error> {
         let started = Instant::now();
         let result = self.locate_meeting(caller, op, meeting_id, audit).await;
-        self.hold_not_found(started, &probe_accounts(caller, op), result)
-            .await
+        let accounts = probe_accounts(caller, op);
+        self.settle(started, &accounts, TargetKind::Meeting, result, audit)
     }
 
     async fn locate_meeting(
@@ -491,9 +417,15 @@ impl Meetings {
             if self.inner.directory.known_absent(&probe_key, account) {
                 continue;
             }
+            if let Some(error) = self.inner.probes.failure(account, TargetKind::Meeting) {
+                failure = failure.or(Some(error));
+                continue;
+            }
             let asked = Instant::now();
             let found = self.fetch_meeting(account, meeting_id, None).await;
-            self.learn_from_probe(account, asked, &found);
+            self.inner
+                .probes
+                .learn(account, TargetKind::Meeting, asked, &found);
             match found {
                 Ok(meeting) => {
                     let record = MeetingRecord {
@@ -616,7 +548,7 @@ impl Meetings {
         let started = Instant::now();
         let result = self.locate_user(caller, op, user, &candidates, audit).await;
         let candidates: Vec<&AccountName> = candidates.iter().collect();
-        self.hold_not_found(started, &candidates, result).await
+        self.settle(started, &candidates, TargetKind::User, result, audit)
     }
 
     async fn locate_user(
@@ -665,6 +597,10 @@ impl Meetings {
             if self.inner.directory.known_absent(key, account) {
                 continue;
             }
+            if let Some(error) = self.inner.probes.failure(account, TargetKind::User) {
+                failure = failure.or(Some(error));
+                continue;
+            }
             let asked = Instant::now();
             let found = self
                 .zoom_call(account, TargetKind::User, key, |token| {
@@ -673,7 +609,9 @@ impl Meetings {
                     async move { zoom.get_user(&token, &key).await }
                 })
                 .await;
-            self.learn_from_probe(account, asked, &found);
+            self.inner
+                .probes
+                .learn(account, TargetKind::User, asked, &found);
             match found {
                 Ok(zoom_user) => {
                     let location = UserLocation {
@@ -694,47 +632,33 @@ impl Meetings {
         }))
     }
 
-    /// Learns from one probe answer how long Zoom takes, and whether the account is failing.
-    fn learn_from_probe<T>(&self, account: &AccountName, asked: Instant, found: &Result<T, Error>) {
-        match found {
-            Ok(_) | Err(Error::NotFound { .. }) => {
-                self.inner.probe_time.record(asked.elapsed());
-                self.inner.failing.remove(account);
-            }
-            Err(error) => {
-                let wait = match error {
-                    Error::RateLimited { retry_after, .. }
-                    | Error::ZoomUnavailable { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                let until = Instant::now() + wait.unwrap_or_default().max(FAILURE_MEMORY);
-                self.inner
-                    .failing
-                    .insert(account.clone(), (until, error.clone()));
-            }
-        }
-    }
-
-    /// Makes a NOT_FOUND decided without asking Zoom look like one that asked `accounts`: it is
-    /// held as long as those probes would take, and while one of those accounts is failing it
-    /// becomes that failure, as a probe would have.
-    async fn hold_not_found<T>(
+    /// Makes an answer about a target that was not found, or could not be looked up, the same
+    /// whether Zoom was asked or not (see [`probes`]): while an account a probe would ask is
+    /// failing, a NOT_FOUND becomes that failure, and the answer is held (in
+    /// [`Meetings::conclude`]) as long as the probes would take.
+    fn settle<T>(
         &self,
         started: Instant,
         accounts: &[&AccountName],
+        kind: TargetKind,
         result: Result<T, Error>,
+        audit: &mut AuditContext,
     ) -> Result<T, Error> {
-        if !matches!(result, Err(Error::NotFound { .. })) {
-            return result;
+        let result = match result {
+            Err(Error::NotFound { .. }) => {
+                let failure = accounts
+                    .iter()
+                    .find_map(|account| self.inner.probes.failure(account, kind));
+                failure.map_or(result, Err)
+            }
+            other => other,
+        };
+        if let Err(error) = &result
+            && !matches!(error, Error::PermissionDenied { .. } | Error::Internal(_))
+        {
+            audit.hold_until = Some(started + self.inner.probes.hold(accounts, kind));
         }
-        tokio::time::sleep_until(started + self.inner.probe_time.estimate(accounts.len())).await;
-        let now = Instant::now();
-        let failure = accounts.iter().find_map(|account| {
-            let entry = self.inner.failing.get(*account)?;
-            let (until, error) = entry.value();
-            (now < *until).then(|| error.clone())
-        });
-        failure.map_or(result, Err)
+        result
     }
 
     async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {
@@ -747,11 +671,7 @@ impl Meetings {
             .meeting(meeting_id)
             .await
             .map_err(|e| Error::Internal(format!("reading the meeting ledger: {e}")))?;
-        Ok(record.map(|record| {
-            let record = Arc::new(record);
-            self.inner.ledger.insert(meeting_id, record.clone());
-            record
-        }))
+        Ok(record.map(|record| self.inner.ledger.insert_read(record)))
     }
 
     async fn remember_meeting(&self, record: MeetingRecord) -> Arc<MeetingRecord> {
@@ -760,7 +680,7 @@ impl Meetings {
             tracing::error!(meeting_id, %error, "could not write the meeting ledger");
         }
         let record = Arc::new(record);
-        self.inner.ledger.insert(meeting_id, record.clone());
+        self.inner.ledger.insert(record.clone());
         record
     }
 
@@ -851,6 +771,22 @@ impl Meetings {
         MeetingView { account, meeting }
     }
 
+    /// Ends a request: writes its audit record, then holds the answer if [`Meetings::settle`]
+    /// asked for it, so that the write's time is inside the hold too.
+    async fn conclude<T>(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        context: AuditContext,
+        result: &Result<T, Error>,
+    ) {
+        let hold_until = context.hold_until;
+        self.audit(caller, op, context, result).await;
+        if let Some(until) = hold_until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
     /// Records mutating calls and every denial. A failed write is logged, never the caller's problem.
     async fn audit<T>(
         &self,
@@ -865,7 +801,11 @@ impl Meetings {
         );
         let (outcome, detail) = match result {
             Ok(_) => (Outcome::Allowed, None),
-            Err(_) if context.denied => (Outcome::Denied, None),
+            Err(Error::NotFound { .. } | Error::PermissionDenied { .. }) if context.denied => {
+                (Outcome::Denied, None)
+            }
+            // Refused, but answered with the failure a probe would have met.
+            Err(error) if context.denied => (Outcome::Denied, Some(error.reason().to_owned())),
             Err(error) if context.applied => (
                 Outcome::Allowed,
                 Some(format!("applied, then {}", error.reason())),
@@ -1095,29 +1035,6 @@ fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: Call
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(meeting_id: i64) -> Arc<MeetingRecord> {
-        Arc::new(MeetingRecord {
-            meeting_id,
-            account: "sales".into(),
-            host_id: "u1".into(),
-            host_email: "ann@x.test".into(),
-            created_by: "app".into(),
-            created_at: Utc::now(),
-        })
-    }
-
-    #[test]
-    fn the_ledger_cache_stays_within_its_capacity() {
-        let cache = LedgerCache::new(16);
-        for id in 0..100 {
-            cache.insert(id, record(id));
-            assert!(cache.entries.len() <= 16);
-        }
-        assert!(cache.get(99).is_some(), "the newest entry is kept");
-        cache.remove(99);
-        assert!(cache.get(99).is_none());
-    }
 
     #[test]
     fn strips_only_the_passcode_parameter() {
