@@ -179,8 +179,8 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Opens the store named by `location`: "sqlite:PATH", "sqlite::memory:" or a bare file path; creates the file and
-/// runs migrations at start-up. Returns Arc<dyn Store>.
+/// Opens the store named by `location` ("sqlite:PATH", "sqlite::memory:" or a bare file path),
+/// creating the file and running migrations.
 pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
     let store = match Location::parse(location)? {
         Location::SqliteMemory => SqliteStore::open_in_memory().await?,
