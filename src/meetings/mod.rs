@@ -6,6 +6,7 @@
 
 mod ledger;
 mod probes;
+mod redact;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::accounts::{AccountName, Accounts};
 use crate::error::{Error, TargetKind};
-use crate::policy::{Caller, Operation, SensitiveField};
+use crate::policy::{Caller, Operation};
 use crate::routing::{Directory, RoutingRules, UserLocation};
 use crate::store::{AuditRecord, MeetingRecord, Outcome, Store};
 use crate::token::{CallError, TokenCache, TokenError};
@@ -23,11 +24,7 @@ use crate::zoom::{ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting}
 
 use self::ledger::LedgerCache;
 use self::probes::Probes;
-
-/// Zoom keys that carry the meeting passcode in some form.
-const PASSWORD_KEYS: [&str; 3] = ["h323_password", "pstn_password", "encrypted_password"];
-/// Zoom keys that let their holder claim the host role, like `start_url`.
-const HOST_KEYS: [&str; 1] = ["dynamic_host_key"];
+use self::redact::redact;
 
 /// How a request names a Zoom user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -327,11 +324,7 @@ impl Meetings {
                 .meetings
                 .into_iter()
                 .map(|mut m| {
-                    redact(
-                        &mut m,
-                        fields.contains(SensitiveField::StartUrl),
-                        fields.contains(SensitiveField::Password),
-                    );
+                    redact(&mut m, fields);
                     // Zoom's list items leave out the host's email; every item is this user's.
                     if m.host_email.is_none() && !target.email.is_empty() {
                         m.host_email = Some(target.email.clone());
@@ -763,11 +756,7 @@ impl Meetings {
         mut meeting: ZoomMeeting,
     ) -> MeetingView {
         let fields = caller.visible_fields(op, &account, host_email);
-        redact(
-            &mut meeting,
-            fields.contains(SensitiveField::StartUrl),
-            fields.contains(SensitiveField::Password),
-        );
+        redact(&mut meeting, fields);
         MeetingView { account, meeting }
     }
 
@@ -926,52 +915,6 @@ fn zoom_user_of(user: &UserRef, location: &UserLocation) -> String {
     }
 }
 
-/// Removes the fields that let someone start the meeting as host or join without the passcode.
-fn redact(meeting: &mut ZoomMeeting, start_url: bool, password: bool) {
-    if !start_url {
-        meeting.start_url = None;
-        for key in HOST_KEYS {
-            meeting.rest.remove(key);
-        }
-    }
-    if !password {
-        meeting.password = None;
-        for key in PASSWORD_KEYS {
-            meeting.rest.remove(key);
-        }
-        if let Some(join_url) = meeting.join_url.as_mut() {
-            *join_url = strip_query_param(join_url, "pwd");
-        }
-        // Each exception carries a personal join link that skips authentication.
-        let exceptions = meeting
-            .settings
-            .as_mut()
-            .and_then(|settings| settings.get_mut("authentication_exception"))
-            .and_then(Value::as_array_mut);
-        for exception in exceptions.into_iter().flatten() {
-            if let Some(exception) = exception.as_object_mut() {
-                exception.remove("join_url");
-            }
-        }
-    }
-}
-
-/// Returns `url` without the query parameter `name` (Zoom embeds the passcode in `pwd`).
-fn strip_query_param(url: &str, name: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_owned();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some(name))
-        .collect();
-    if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
-}
-
 fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: CallError) -> Error {
     let account = account.clone();
     match error {
@@ -1029,30 +972,5 @@ fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: Call
                 retry_after: None,
             },
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strips_only_the_passcode_parameter() {
-        assert_eq!(
-            strip_query_param("https://z.test/j/1?pwd=abc&uname=x", "pwd"),
-            "https://z.test/j/1?uname=x"
-        );
-        assert_eq!(
-            strip_query_param("https://z.test/j/1?pwd=abc", "pwd"),
-            "https://z.test/j/1"
-        );
-        assert_eq!(
-            strip_query_param("https://z.test/j/1", "pwd"),
-            "https://z.test/j/1"
-        );
-        assert_eq!(
-            strip_query_param("https://z.test/j/1?pwdx=1", "pwd"),
-            "https://z.test/j/1?pwdx=1"
-        );
     }
 }
