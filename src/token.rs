@@ -321,6 +321,20 @@ impl TokenCache {
             .map_or(0, |slot| slot.fetches.load(Ordering::Relaxed))
     }
 
+    /// Returns how long token fetches of `account` still cool down after failures; `None` when
+    /// they do not, or while a fetch is in flight.
+    pub fn cooldown_left(&self, account: &AccountName) -> Option<Duration> {
+        let slot = self.slot(account).ok()?;
+        let now = Instant::now();
+        let flight = slot.flight.try_lock().ok()?;
+        let from_flight = flight
+            .cooldown_until
+            .and_then(|until| until.checked_duration_since(now));
+        from_flight
+            .or_else(|| slot.rejected_wait(now))
+            .filter(|left| !left.is_zero())
+    }
+
     /// Tells whether `account` holds an unexpired token, for readiness.
     pub fn has_token(&self, account: &AccountName) -> bool {
         self.slot(account)
@@ -735,6 +749,7 @@ mod tests {
             cache.token(&sales()).await,
             Err(TokenError::Unavailable(_))
         ));
+        assert_eq!(cache.cooldown_left(&sales()), Some(Duration::from_secs(1)));
         assert_eq!(cache.token(&sales()).await, cooling(Duration::from_secs(1)));
         assert_eq!(cache.fetches(&sales()), 1, "no fetch during the cooldown");
 

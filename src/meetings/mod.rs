@@ -742,7 +742,16 @@ impl Meetings {
             .tokens
             .call(account, call)
             .await
-            .map_err(|error| map_call_error(account, kind, id, error))
+            .map_err(|error| {
+                let mut error = map_call_error(account, kind, id, error);
+                // A failed token fetch starts a cooldown: tell the caller when to come back.
+                if let Error::ZoomUnavailable { retry_after, .. } = &mut error
+                    && retry_after.is_none()
+                {
+                    *retry_after = self.inner.tokens.cooldown_left(account);
+                }
+                error
+            })
     }
 
     // === responses and audit ===

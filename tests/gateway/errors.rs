@@ -1,6 +1,7 @@
 //! Each Zoom failure maps to its gRPC code, with google.rpc details and no Zoom internals.
 
 use tonic::Code;
+use tonic_types::StatusExt;
 use zoomgate::emulator::Faults;
 use zoomgate::proto;
 
@@ -128,6 +129,11 @@ async fn a_failing_token_endpoint_is_unavailable_not_unauthenticated() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "ZOOM_UNAVAILABLE");
+    let retry = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("the first failure already says when the cooldown ends");
+    assert!(retry > std::time::Duration::ZERO && retry <= std::time::Duration::from_secs(1));
 
     gateway.zoom.set_faults(
         SALES_ZOOM_ID,
