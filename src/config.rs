@@ -263,10 +263,8 @@ pub fn store_location(path: &Path) -> Result<String, ConfigError> {
         source,
     })?;
     let raw: StoreOnly = toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-    Ok(resolve_store(
-        &raw.store,
-        path.parent().unwrap_or(Path::new(".")),
-    ))
+    store::resolve_location(&raw.store, path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| invalid("store", e.to_string()))
 }
 
 impl RawConfig {
@@ -296,8 +294,8 @@ impl RawConfig {
                 "must name a database, e.g. sqlite:zoomgate.db",
             ));
         }
-        store::check_location(&self.store).map_err(|e| invalid("store", e.to_string()))?;
-        let store = resolve_store(&self.store, base_dir);
+        let store = store::resolve_location(&self.store, base_dir)
+            .map_err(|e| invalid("store", e.to_string()))?;
         let tls = self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?;
 
         let token = TokenSettings {
@@ -401,19 +399,6 @@ fn positive_secs(field: &str, secs: u64) -> Result<Duration, ConfigError> {
         return Err(invalid(field, "must be at least 1"));
     }
     Ok(Duration::from_secs(secs))
-}
-
-/// Makes a relative SQLite path relative to the config file rather than the working directory.
-fn resolve_store(store: &str, base_dir: &Path) -> String {
-    let store = store.trim();
-    let path = store
-        .strip_prefix("sqlite://")
-        .or_else(|| store.strip_prefix("sqlite:"))
-        .unwrap_or(store);
-    if path.starts_with(':') || Path::new(path).is_absolute() {
-        return store.to_owned();
-    }
-    format!("sqlite:{}", base_dir.join(path).display())
 }
 
 fn resolve_secret(
@@ -651,19 +636,6 @@ domains = ["sales.x.test"]
         }
         let no_callers = SALES.to_owned();
         assert!(error_of(&no_callers, &env()).starts_with("callers: "));
-    }
-
-    #[test]
-    fn store_locations_resolve_against_the_config_directory() {
-        let base = Path::new("/srv");
-        assert_eq!(
-            resolve_store("sqlite:data/z.db", base),
-            "sqlite:/srv/data/z.db"
-        );
-        assert_eq!(resolve_store("z.db", base), "sqlite:/srv/z.db");
-        assert_eq!(resolve_store("sqlite:/var/z.db", base), "sqlite:/var/z.db");
-        assert_eq!(resolve_store("sqlite::memory:", base), "sqlite::memory:");
-        assert_eq!(resolve_store("sqlite://z.db", base), "sqlite:/srv/z.db");
     }
 
     #[test]

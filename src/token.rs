@@ -379,21 +379,6 @@ impl TokenCache {
         }
     }
 
-    /// Records a failure of the account's tokens and starts the cooldown.
-    fn fail(&self, account: &AccountName, flight: &mut Flight, error: TokenError) {
-        flight.consecutive_failures = flight.consecutive_failures.saturating_add(1);
-        let cooldown = self.cooldown(flight.consecutive_failures);
-        flight.cooldown_until = Instant::now().checked_add(cooldown);
-        tracing::warn!(
-            account = %account,
-            error = %error,
-            failures = flight.consecutive_failures,
-            cooldown_ms = cooldown.as_millis() as u64,
-            "zoom token failure, cooling down"
-        );
-        flight.last_failure = Some(error);
-    }
-
     fn slot(&self, account: &AccountName) -> Result<&Slot, TokenError> {
         self.inner
             .slots
@@ -423,7 +408,17 @@ impl TokenCache {
                 Ok(token)
             }
             Err(error) => {
-                self.fail(name, flight, error.clone());
+                flight.consecutive_failures = flight.consecutive_failures.saturating_add(1);
+                let cooldown = self.cooldown(flight.consecutive_failures);
+                flight.cooldown_until = Instant::now().checked_add(cooldown);
+                flight.last_failure = Some(error.clone());
+                tracing::warn!(
+                    account = %name,
+                    error = %error,
+                    failures = flight.consecutive_failures,
+                    cooldown_ms = cooldown.as_millis() as u64,
+                    "zoom token fetch failed"
+                );
                 slot.unexpired(Instant::now()).ok_or(error)
             }
         }

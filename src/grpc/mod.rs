@@ -39,6 +39,21 @@ impl MeetingsService {
         }
     }
 
+    /// Runs the request path in a task of its own, so that a caller who hangs up or runs out of
+    /// time cannot cut it between Zoom's answer and the ledger and audit writes that must follow.
+    async fn detached<T, Fut>(&self, request: impl FnOnce(Meetings) -> Fut) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        match self.tasks.spawn(request(self.meetings.clone())).await {
+            Ok(result) => result.map_err(status),
+            Err(error) => Err(status(Error::Internal(format!(
+                "request task failed: {error}"
+            )))),
+        }
+    }
+
     /// The tracker of request tasks; shutdown closes it and waits for it.
     pub fn tasks(&self) -> TaskTracker {
         self.tasks.clone()
@@ -107,11 +122,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::create_body(request.meeting.as_ref()),
         );
         let (user, body) = both(user, body).map_err(status)?;
-        let meetings = self.meetings.clone();
-        let view = detached(&self.tasks, async move {
-            meetings.create(&caller, user, body).await
-        })
-        .await?;
+        let view = self
+            .detached(|meetings| async move { meetings.create(&caller, user, body).await })
+            .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -126,11 +139,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::occurrence_id(&request.occurrence_id),
         )
         .map_err(status)?;
-        let meetings = self.meetings.clone();
-        let view = detached(&self.tasks, async move {
-            meetings.get(&caller, id, occurrence).await
-        })
-        .await?;
+        let view = self
+            .detached(|meetings| async move { meetings.get(&caller, id, occurrence).await })
+            .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -146,11 +157,11 @@ impl proto::meetings_server::Meetings for MeetingsService {
         );
         let body = convert::update_body(request.meeting.as_ref(), request.update_mask.as_ref());
         let ((id, occurrence), body) = both(ids, body).map_err(status)?;
-        let meetings = self.meetings.clone();
-        let view = detached(&self.tasks, async move {
-            meetings.update(&caller, id, occurrence, body).await
-        })
-        .await?;
+        let view = self
+            .detached(
+                |meetings| async move { meetings.update(&caller, id, occurrence, body).await },
+            )
+            .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
 
@@ -165,11 +176,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::occurrence_id(&request.occurrence_id),
         )
         .map_err(status)?;
-        let meetings = self.meetings.clone();
-        detached(&self.tasks, async move {
-            meetings.delete(&caller, id, occurrence).await
-        })
-        .await?;
+        self.detached(|meetings| async move { meetings.delete(&caller, id, occurrence).await })
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -184,11 +192,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::list_query(&request),
         )
         .map_err(status)?;
-        let meetings = self.meetings.clone();
-        let list = detached(&self.tasks, async move {
-            meetings.list(&caller, user, query).await
-        })
-        .await?;
+        let list = self
+            .detached(|meetings| async move { meetings.list(&caller, user, query).await })
+            .await?;
         Ok(Response::new(convert::list_to_proto(list)))
     }
 
@@ -198,23 +204,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
     ) -> Result<Response<proto::EndMeetingResponse>, Status> {
         let caller = caller_of(&request)?;
         let id = convert::meeting_id(request.get_ref().meeting_id).map_err(status)?;
-        let meetings = self.meetings.clone();
-        detached(&self.tasks, async move { meetings.end(&caller, id).await }).await?;
+        self.detached(|meetings| async move { meetings.end(&caller, id).await })
+            .await?;
         Ok(Response::new(proto::EndMeetingResponse {}))
-    }
-}
-
-/// Runs the request path in a task of its own, so that a caller who hangs up or runs out of time
-/// cannot cut it between Zoom's answer and the ledger and audit writes that must follow.
-async fn detached<T: Send + 'static>(
-    tasks: &TaskTracker,
-    request: impl Future<Output = Result<T, Error>> + Send + 'static,
-) -> Result<T, Status> {
-    match tasks.spawn(request).await {
-        Ok(result) => result.map_err(status),
-        Err(error) => Err(status(Error::Internal(format!(
-            "request task failed: {error}"
-        )))),
     }
 }
 

@@ -180,10 +180,7 @@ impl Meetings {
             let meeting = match (&target.probed, &occurrence_id) {
                 (Some(meeting), None) => meeting.clone(),
                 _ => {
-                    let fetched = self
-                        .fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref())
-                        .await;
-                    self.forget_meeting_if_gone(meeting_id, &occurrence_id, fetched)
+                    self.fetch_routed(&target.account, meeting_id, occurrence_id.as_deref())
                         .await?
                 }
             };
@@ -211,22 +208,19 @@ impl Meetings {
             let target = self
                 .resolve_for_change(caller, op, meeting_id, &mut audit)
                 .await?;
-            let id = meeting_id.to_string();
-            let updated = self
-                .zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
-                    let zoom = self.inner.zoom.clone();
-                    let (occurrence, body) = (occurrence_id.clone(), body.clone());
-                    async move {
-                        zoom.update_meeting(&token, meeting_id, occurrence.as_deref(), &body)
-                            .await
-                    }
-                })
-                .await;
-            self.forget_meeting_if_gone(meeting_id, &occurrence_id, updated)
-                .await?;
+            let occurrence = occurrence_id.as_deref();
+            self.routed_call(&target.account, meeting_id, occurrence, |token| {
+                let zoom = self.inner.zoom.clone();
+                let (occurrence, body) = (occurrence_id.clone(), body.clone());
+                async move {
+                    zoom.update_meeting(&token, meeting_id, occurrence.as_deref(), &body)
+                        .await
+                }
+            })
+            .await?;
             audit.applied = true;
             let meeting = self
-                .fetch_meeting(&target.account, meeting_id, occurrence_id.as_deref())
+                .fetch_routed(&target.account, meeting_id, occurrence)
                 .await?;
             Ok(self.view(
                 caller,
@@ -254,19 +248,16 @@ impl Meetings {
             let target = self
                 .resolve_for_change(caller, op, meeting_id, &mut audit)
                 .await?;
-            let id = meeting_id.to_string();
-            let deleted = self
-                .zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
-                    let zoom = self.inner.zoom.clone();
-                    let occurrence = occurrence_id.clone();
-                    async move {
-                        zoom.delete_meeting(&token, meeting_id, occurrence.as_deref())
-                            .await
-                    }
-                })
-                .await;
-            self.forget_meeting_if_gone(meeting_id, &occurrence_id, deleted)
-                .await?;
+            let occurrence = occurrence_id.as_deref();
+            self.routed_call(&target.account, meeting_id, occurrence, |token| {
+                let zoom = self.inner.zoom.clone();
+                let occurrence = occurrence_id.clone();
+                async move {
+                    zoom.delete_meeting(&token, meeting_id, occurrence.as_deref())
+                        .await
+                }
+            })
+            .await?;
             if occurrence_id.is_none() {
                 self.forget_meeting(meeting_id).await;
             }
@@ -285,14 +276,11 @@ impl Meetings {
             let target = self
                 .resolve_for_change(caller, op, meeting_id, &mut audit)
                 .await?;
-            let id = meeting_id.to_string();
-            let ended = self
-                .zoom_call(&target.account, TargetKind::Meeting, &id, |token| {
-                    let zoom = self.inner.zoom.clone();
-                    async move { zoom.end_meeting(&token, meeting_id).await }
-                })
-                .await;
-            self.forget_meeting_if_gone(meeting_id, &None, ended).await
+            self.routed_call(&target.account, meeting_id, None, |token| {
+                let zoom = self.inner.zoom.clone();
+                async move { zoom.end_meeting(&token, meeting_id).await }
+            })
+            .await
         }
         .await;
         self.conclude(caller, op, audit, &result).await;
@@ -357,8 +345,10 @@ impl Meetings {
     ) -> Result<MeetingTarget, Error> {
         let started = Instant::now();
         let result = self.locate_meeting(caller, op, meeting_id, audit).await;
-        let accounts = probe_accounts(caller, op);
-        self.settle(started, &accounts, TargetKind::Meeting, result, audit)
+        result.map_err(|error| {
+            let accounts = probe_accounts(caller, op);
+            self.settle(started, &accounts, TargetKind::Meeting, error, audit)
+        })
     }
 
     async fn locate_meeting(
@@ -499,10 +489,7 @@ impl Meetings {
         if target.probed.is_some() {
             return Ok(target);
         }
-        let fetched = self.fetch_meeting(&target.account, meeting_id, None).await;
-        let current = self
-            .forget_meeting_if_gone(meeting_id, &None, fetched)
-            .await?;
+        let current = self.fetch_routed(&target.account, meeting_id, None).await?;
         let record = self
             .reconcile_host(caller, op, &target, &current, audit)
             .await?;
@@ -540,8 +527,10 @@ impl Meetings {
         }
         let started = Instant::now();
         let result = self.locate_user(caller, op, user, &candidates, audit).await;
-        let candidates: Vec<&AccountName> = candidates.iter().collect();
-        self.settle(started, &candidates, TargetKind::User, result, audit)
+        result.map_err(|error| {
+            let candidates: Vec<&AccountName> = candidates.iter().collect();
+            self.settle(started, &candidates, TargetKind::User, error, audit)
+        })
     }
 
     async fn locate_user(
@@ -625,33 +614,29 @@ impl Meetings {
         }))
     }
 
-    /// Makes an answer about a target that was not found, or could not be looked up, the same
+    /// Makes the answer about a target that was not found, or could not be looked up, the same
     /// whether Zoom was asked or not (see [`probes`]): while an account a probe would ask is
     /// failing, a NOT_FOUND becomes that failure, and the answer is held (in
     /// [`Meetings::conclude`]) as long as the probes would take.
-    fn settle<T>(
+    fn settle(
         &self,
         started: Instant,
         accounts: &[&AccountName],
         kind: TargetKind,
-        result: Result<T, Error>,
+        error: Error,
         audit: &mut AuditContext,
-    ) -> Result<T, Error> {
-        let result = match result {
-            Err(Error::NotFound { .. }) => {
-                let failure = accounts
-                    .iter()
-                    .find_map(|account| self.inner.probes.failure(account, kind));
-                failure.map_or(result, Err)
-            }
+    ) -> Error {
+        let error = match error {
+            Error::NotFound { .. } => accounts
+                .iter()
+                .find_map(|account| self.inner.probes.failure(account, kind))
+                .unwrap_or(error),
             other => other,
         };
-        if let Err(error) = &result
-            && !matches!(error, Error::PermissionDenied { .. } | Error::Internal(_))
-        {
+        if !matches!(error, Error::PermissionDenied { .. } | Error::Internal(_)) {
             audit.hold_until = Some(started + self.inner.probes.hold(accounts, kind));
         }
-        result
+        error
     }
 
     async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {
@@ -675,20 +660,6 @@ impl Meetings {
         let record = Arc::new(record);
         self.inner.ledger.insert(record.clone());
         record
-    }
-
-    /// Drops the ledger entry of a meeting Zoom no longer knows (deleted outside the gateway),
-    /// so the next request looks for it again instead of trusting a stale owner.
-    async fn forget_meeting_if_gone<T>(
-        &self,
-        meeting_id: i64,
-        occurrence_id: &Option<String>,
-        result: Result<T, Error>,
-    ) -> Result<T, Error> {
-        if occurrence_id.is_none() && matches!(result, Err(Error::NotFound { .. })) {
-            self.forget_meeting(meeting_id).await;
-        }
-        result
     }
 
     /// Drops what the directory knows of a user Zoom no longer knows.
@@ -724,6 +695,50 @@ impl Meetings {
             }
         })
         .await
+    }
+
+    /// Runs one Zoom call on a meeting the ledger (or a probe) placed in `account`. A 404 for the
+    /// whole meeting means it was deleted behind the gateway's back: its ledger entry goes too,
+    /// so the next request looks for it again instead of trusting a stale owner.
+    async fn routed_call<T, F, Fut>(
+        &self,
+        account: &AccountName,
+        meeting_id: i64,
+        occurrence_id: Option<&str>,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(crate::token::AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, ZoomError>>,
+    {
+        let id = meeting_id.to_string();
+        let result = self
+            .zoom_call(account, TargetKind::Meeting, &id, call)
+            .await;
+        self.forget_if_gone(meeting_id, occurrence_id, result).await
+    }
+
+    /// Reads a meeting placed in `account`, as [`Meetings::routed_call`] does.
+    async fn fetch_routed(
+        &self,
+        account: &AccountName,
+        meeting_id: i64,
+        occurrence_id: Option<&str>,
+    ) -> Result<ZoomMeeting, Error> {
+        let result = self.fetch_meeting(account, meeting_id, occurrence_id).await;
+        self.forget_if_gone(meeting_id, occurrence_id, result).await
+    }
+
+    async fn forget_if_gone<T>(
+        &self,
+        meeting_id: i64,
+        occurrence_id: Option<&str>,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        if occurrence_id.is_none() && matches!(result, Err(Error::NotFound { .. })) {
+            self.forget_meeting(meeting_id).await;
+        }
+        result
     }
 
     /// Runs one Zoom call with the account's token and maps its failure.

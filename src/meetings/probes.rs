@@ -81,9 +81,7 @@ impl Probes {
     pub(super) fn failure(&self, account: &AccountName, kind: TargetKind) -> Option<Error> {
         let entry = self.failing.get(&(account.clone(), kind))?;
         let (until, error) = entry.value();
-        let left = until
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())?;
+        let left = time_left(*until)?;
         let mut error = error.clone();
         if let Error::RateLimited { retry_after, .. } | Error::ZoomUnavailable { retry_after, .. } =
             &mut error
@@ -96,14 +94,26 @@ impl Probes {
 
     /// How long probing `accounts` would take now; accounts marked failing are not asked.
     pub(super) fn hold(&self, accounts: &[&AccountName], kind: TargetKind) -> Duration {
+        let failing = |account: &AccountName| {
+            self.failing
+                .get(&(account.clone(), kind))
+                .is_some_and(|entry| time_left(entry.0).is_some())
+        };
         accounts
             .iter()
-            .filter(|account| self.failure(account, kind).is_none())
+            .filter(|account| !failing(account))
             .filter_map(|account| self.times.get(*account))
             .map(ProbeTime::estimate)
             .sum::<Duration>()
             .min(MAX_HOLD)
     }
+}
+
+/// Time until `until`, if any is left.
+fn time_left(until: Instant) -> Option<Duration> {
+    until
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
 }
 
 /// A running average of one account's probe durations.

@@ -189,9 +189,13 @@ pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(store))
 }
 
-/// Checks a store location without opening it, so a config check catches what `open` would refuse.
-pub fn check_location(location: &str) -> Result<(), StoreError> {
-    Location::parse(location).map(drop)
+/// Resolves a store location read from a config file: checked as [`open`] would check it, with
+/// a relative SQLite path taken from `base_dir` (the file's directory), not the working directory.
+pub fn resolve_location(location: &str, base_dir: &Path) -> Result<String, StoreError> {
+    Ok(match Location::parse(location)? {
+        Location::SqliteMemory => "sqlite::memory:".to_owned(),
+        Location::SqliteFile(path) => format!("sqlite:{}", base_dir.join(path).display()),
+    })
 }
 
 /// A parsed store location.
@@ -254,6 +258,17 @@ mod tests {
         }
         assert!("Allowed".parse::<Outcome>().is_err());
         assert!("".parse::<Outcome>().is_err());
+    }
+
+    #[test]
+    fn locations_resolve_against_the_config_directory() {
+        let base = Path::new("/srv");
+        let resolve = |location| resolve_location(location, base).unwrap();
+        assert_eq!(resolve("sqlite:data/z.db"), "sqlite:/srv/data/z.db");
+        assert_eq!(resolve("z.db"), "sqlite:/srv/z.db");
+        assert_eq!(resolve("sqlite:/var/z.db"), "sqlite:/var/z.db");
+        assert_eq!(resolve("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(resolve("sqlite://z.db"), "sqlite:/srv/z.db");
     }
 
     #[test]

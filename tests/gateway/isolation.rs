@@ -37,6 +37,18 @@ async fn seed(gateway: &TestGateway) -> HashMap<&'static str, proto::Meeting> {
     meetings
 }
 
+/// Creates a meeting for carol (support) as admin; routed by rule, so no probe is involved.
+async fn carols_meeting(gateway: &TestGateway) -> i64 {
+    gateway
+        .client(ADMIN_KEY)
+        .await
+        .create_meeting(create_for("carol@support.acme.test", "Support sync"))
+        .await
+        .expect("admin creates")
+        .into_inner()
+        .id
+}
+
 /// Asserts the call is refused with `code` and that Zoom saw nothing of it.
 async fn refused<T: std::fmt::Debug>(
     gateway: &TestGateway,
@@ -143,14 +155,7 @@ async fn a_host_transfer_behind_the_gateway_is_decided_on_the_new_host() {
 async fn not_yours_takes_as_long_as_does_not_exist() {
     let gateway = TestGateway::spawn().await;
     // Routed by rule: the gateway has not timed any probe yet.
-    let carols = gateway
-        .client(ADMIN_KEY)
-        .await
-        .create_meeting(create_for("carol@support.acme.test", "Support sync"))
-        .await
-        .expect("admin creates")
-        .into_inner()
-        .id;
+    let carols = carols_meeting(&gateway).await;
     // Every answer of the sales account takes 100 ms, like a distant Zoom.
     let slow = zoomgate::emulator::Faults {
         latency_ms: 100,
@@ -191,14 +196,7 @@ async fn not_yours_takes_as_long_as_does_not_exist() {
 #[tokio::test]
 async fn while_its_account_fails_not_yours_fails_the_same_way() {
     let gateway = TestGateway::spawn().await;
-    let carols = gateway
-        .client(ADMIN_KEY)
-        .await
-        .create_meeting(create_for("carol@support.acme.test", "Support sync"))
-        .await
-        .expect("admin creates")
-        .into_inner()
-        .id;
+    let carols = carols_meeting(&gateway).await;
     let mut sales = gateway.client(SALES_KEY).await;
     let missing = 6_666_666_666;
     let throttled = zoomgate::emulator::Faults {
