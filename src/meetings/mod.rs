@@ -129,9 +129,8 @@ impl Meetings {
         body: Map<String, Value>,
     ) -> Result<MeetingView, Error> {
         let op = Operation::Create;
-        let mut audit = AuditContext::default();
-        let result = async {
-            let target = self.resolve_user(caller, op, &user, &mut audit).await?;
+        self.audited(caller, op, async |audit| {
+            let target = self.resolve_user(caller, op, &user, audit).await?;
             let zoom_user = zoom_user_of(&user, &target);
             let account = target.account.clone();
             let meeting = self
@@ -158,10 +157,8 @@ impl Meetings {
             })
             .await;
             Ok(self.view(caller, op, account, &host_email, meeting))
-        }
-        .await;
-        self.conclude(caller, op, audit, &result).await;
-        result
+        })
+        .await
     }
 
     /// Returns a meeting, or one occurrence of it.
@@ -172,11 +169,8 @@ impl Meetings {
         occurrence_id: Option<String>,
     ) -> Result<MeetingView, Error> {
         let op = Operation::Read;
-        let mut audit = AuditContext::default();
-        let result = async {
-            let target = self
-                .resolve_meeting(caller, op, meeting_id, &mut audit)
-                .await?;
+        self.audited(caller, op, async |audit| {
+            let target = self.resolve_meeting(caller, op, meeting_id, audit).await?;
             let meeting = match (&target.probed, &occurrence_id) {
                 (Some(meeting), None) => meeting.clone(),
                 _ => {
@@ -185,13 +179,11 @@ impl Meetings {
                 }
             };
             let record = self
-                .reconcile_host(caller, op, &target, &meeting, &mut audit)
+                .reconcile_host(caller, op, &target, &meeting, audit)
                 .await?;
             Ok(self.view(caller, op, target.account, &record.host_email, meeting))
-        }
-        .await;
-        self.conclude(caller, op, audit, &result).await;
-        result
+        })
+        .await
     }
 
     /// Applies Zoom's update body and returns the meeting as it is afterwards.
@@ -203,10 +195,9 @@ impl Meetings {
         body: Map<String, Value>,
     ) -> Result<MeetingView, Error> {
         let op = Operation::Update;
-        let mut audit = AuditContext::default();
-        let result = async {
+        self.audited(caller, op, async |audit| {
             let target = self
-                .resolve_for_change(caller, op, meeting_id, &mut audit)
+                .resolve_for_change(caller, op, meeting_id, audit)
                 .await?;
             let occurrence = occurrence_id.as_deref();
             self.routed_call(&target.account, meeting_id, occurrence, |token| {
@@ -229,10 +220,8 @@ impl Meetings {
                 &target.record.host_email,
                 meeting,
             ))
-        }
-        .await;
-        self.conclude(caller, op, audit, &result).await;
-        result
+        })
+        .await
     }
 
     /// Deletes a meeting, or one occurrence of it.
@@ -243,10 +232,9 @@ impl Meetings {
         occurrence_id: Option<String>,
     ) -> Result<(), Error> {
         let op = Operation::Delete;
-        let mut audit = AuditContext::default();
-        let result = async {
+        self.audited(caller, op, async |audit| {
             let target = self
-                .resolve_for_change(caller, op, meeting_id, &mut audit)
+                .resolve_for_change(caller, op, meeting_id, audit)
                 .await?;
             let occurrence = occurrence_id.as_deref();
             self.routed_call(&target.account, meeting_id, occurrence, |token| {
@@ -262,29 +250,24 @@ impl Meetings {
                 self.forget_meeting(meeting_id).await;
             }
             Ok(())
-        }
-        .await;
-        self.conclude(caller, op, audit, &result).await;
-        result
+        })
+        .await
     }
 
     /// Ends a meeting in progress.
     pub async fn end(&self, caller: &Caller, meeting_id: i64) -> Result<(), Error> {
         let op = Operation::End;
-        let mut audit = AuditContext::default();
-        let result = async {
+        self.audited(caller, op, async |audit| {
             let target = self
-                .resolve_for_change(caller, op, meeting_id, &mut audit)
+                .resolve_for_change(caller, op, meeting_id, audit)
                 .await?;
             self.routed_call(&target.account, meeting_id, None, |token| {
                 let zoom = self.inner.zoom.clone();
                 async move { zoom.end_meeting(&token, meeting_id).await }
             })
             .await
-        }
-        .await;
-        self.conclude(caller, op, audit, &result).await;
-        result
+        })
+        .await
     }
 
     /// Lists the meetings hosted by `user`.
@@ -295,9 +278,8 @@ impl Meetings {
         query: ListMeetings,
     ) -> Result<MeetingList, Error> {
         let op = Operation::List;
-        let mut audit = AuditContext::default();
-        let result = async {
-            let target = self.resolve_user(caller, op, &user, &mut audit).await?;
+        self.audited(caller, op, async |audit| {
+            let target = self.resolve_user(caller, op, &user, audit).await?;
             let zoom_user = zoom_user_of(&user, &target);
             let page = self
                 .zoom_call(&target.account, TargetKind::User, user.key(), |token| {
@@ -326,10 +308,8 @@ impl Meetings {
                 next_page_token: page.next_page_token.unwrap_or_default(),
                 total_records: page.total_records.unwrap_or_default(),
             })
-        }
-        .await;
-        self.conclude(caller, op, audit, &result).await;
-        result
+        })
+        .await
     }
 
     // === routing and authorization ===
@@ -782,6 +762,19 @@ impl Meetings {
         let fields = caller.visible_fields(op, &account, host_email);
         redact(&mut meeting, fields);
         MeetingView { account, meeting }
+    }
+
+    /// Runs `request` with the audit context it fills in, then concludes it.
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        request: impl AsyncFnOnce(&mut AuditContext) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut audit = AuditContext::default();
+        let result = request(&mut audit).await;
+        self.conclude(caller, op, audit, &result).await;
+        result
     }
 
     /// Ends a request: writes its audit record, then holds the answer if [`Meetings::settle`]
