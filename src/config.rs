@@ -51,6 +51,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub routing: RawRoutingSettings,
     #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
     pub accounts: Vec<RawAccount>,
     #[serde(default)]
     pub user_groups: Vec<RawUserGroup>,
@@ -112,6 +114,66 @@ impl Default for RawRoutingSettings {
     }
 }
 
+/// Bounds on what clients may hold of the gateway: connections, streams, buffers, requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Connections served at once; beyond it the gateway stops accepting. Default 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
+    /// Time from accepting a connection to its first request (TCP, TLS, HTTP/2 preface), in
+    /// seconds. Default 10.
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed, in seconds. Default 60.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Interval of HTTP/2 PINGs that check the peer is alive, in seconds. Default 20.
+    #[serde(default = "default_keepalive_interval_secs")]
+    pub keepalive_interval_secs: u64,
+    /// How long a PING may go unanswered before the connection is closed, in seconds. Default 10.
+    #[serde(default = "default_keepalive_timeout_secs")]
+    pub keepalive_timeout_secs: u64,
+    /// How long a connection may refuse to take the gateway's writes (a client that does not
+    /// read) before it is closed, in seconds. Default 10.
+    #[serde(default = "default_write_stall_timeout_secs")]
+    pub write_stall_timeout_secs: u64,
+    /// Concurrent HTTP/2 streams per connection, advertised in SETTINGS. Default 100.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u64,
+    /// HTTP/2 receive window per connection, in bytes: what one client may make the gateway
+    /// buffer of its requests. Default 1048576 (1 MiB).
+    #[serde(default = "default_connection_window_bytes")]
+    pub connection_window_bytes: u64,
+    /// HTTP/2 receive window per stream, in bytes. Default 262144 (256 KiB).
+    #[serde(default = "default_stream_window_bytes")]
+    pub stream_window_bytes: u64,
+    /// Largest request message, in bytes. Default 1048576 (1 MiB).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Requests one caller may have in flight; more are refused with RESOURCE_EXHAUSTED. Default 64.
+    #[serde(default = "default_max_requests_in_flight_per_caller")]
+    pub max_requests_in_flight_per_caller: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            handshake_timeout_secs: default_handshake_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            keepalive_interval_secs: default_keepalive_interval_secs(),
+            keepalive_timeout_secs: default_keepalive_timeout_secs(),
+            write_stall_timeout_secs: default_write_stall_timeout_secs(),
+            max_concurrent_streams: default_max_concurrent_streams(),
+            connection_window_bytes: default_connection_window_bytes(),
+            stream_window_bytes: default_stream_window_bytes(),
+            max_message_bytes: default_max_message_bytes(),
+            max_requests_in_flight_per_caller: default_max_requests_in_flight_per_caller(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
@@ -169,6 +231,110 @@ pub struct RoutingSettings {
     pub negative_cache_ttl: Duration,
 }
 
+/// Validated [`RawLimits`]: what one client may hold of the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub write_stall_timeout: Duration,
+    pub max_concurrent_streams: u32,
+    pub connection_window_bytes: u32,
+    pub stream_window_bytes: u32,
+    pub max_message_bytes: usize,
+    pub max_requests_in_flight_per_caller: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        RawLimits::default()
+            .validate()
+            .expect("the default limits are valid")
+    }
+}
+
+impl RawLimits {
+    fn validate(&self) -> Result<Limits, ConfigError> {
+        let secs = |field: &str, value: u64, max: u64| {
+            bounded(&format!("limits.{field}"), value, 1, max).map(Duration::from_secs)
+        };
+        let count = |field: &str, value: u64, min: u64, max: u64| {
+            bounded(&format!("limits.{field}"), value, min, max)
+        };
+        Ok(Limits {
+            max_connections: to_usize(count(
+                "max_connections",
+                self.max_connections,
+                1,
+                1_000_000,
+            )?),
+            handshake_timeout: secs("handshake_timeout_secs", self.handshake_timeout_secs, 300)?,
+            idle_timeout: secs("idle_timeout_secs", self.idle_timeout_secs, 86_400)?,
+            keepalive_interval: secs(
+                "keepalive_interval_secs",
+                self.keepalive_interval_secs,
+                3_600,
+            )?,
+            keepalive_timeout: secs("keepalive_timeout_secs", self.keepalive_timeout_secs, 300)?,
+            write_stall_timeout: secs(
+                "write_stall_timeout_secs",
+                self.write_stall_timeout_secs,
+                300,
+            )?,
+            max_concurrent_streams: to_u32(count(
+                "max_concurrent_streams",
+                self.max_concurrent_streams,
+                1,
+                10_000,
+            )?),
+            // HTTP/2 windows: at least the protocol's initial 65535, at most 2^31 - 1.
+            connection_window_bytes: to_u32(count(
+                "connection_window_bytes",
+                self.connection_window_bytes,
+                65_535,
+                (1 << 31) - 1,
+            )?),
+            stream_window_bytes: to_u32(count(
+                "stream_window_bytes",
+                self.stream_window_bytes,
+                65_535,
+                (1 << 31) - 1,
+            )?),
+            max_message_bytes: to_usize(count(
+                "max_message_bytes",
+                self.max_message_bytes,
+                1_024,
+                64 << 20,
+            )?),
+            max_requests_in_flight_per_caller: to_usize(count(
+                "max_requests_in_flight_per_caller",
+                self.max_requests_in_flight_per_caller,
+                1,
+                100_000,
+            )?),
+        })
+    }
+}
+
+/// Checks that `value` lies in `min..=max`, naming the field and the range otherwise.
+fn bounded(field: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(field, format!("must be between {min} and {max}")))
+    }
+}
+
+fn to_u32(value: u64) -> u32 {
+    u32::try_from(value).expect("bounded below u32::MAX")
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).expect("bounded below usize::MAX")
+}
+
 /// The validated configuration the program runs with.
 #[derive(Debug)]
 pub struct Config {
@@ -182,6 +348,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub token: TokenSettings,
     pub routing: RoutingSettings,
+    pub limits: Limits,
     pub accounts: Accounts,
     pub policy: Policy,
 }
@@ -297,6 +464,7 @@ impl RawConfig {
         let store = store::resolve_location(&self.store, base_dir)
             .map_err(|e| invalid("store", e.to_string()))?;
         let tls = self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?;
+        let limits = self.limits.validate()?;
 
         let token = TokenSettings {
             refresh_margin: Duration::from_secs(self.token.refresh_margin_secs),
@@ -381,6 +549,7 @@ impl RawConfig {
                 user_cache_ttl: Duration::from_secs(self.routing.user_cache_ttl_secs),
                 negative_cache_ttl: Duration::from_secs(self.routing.negative_cache_ttl_secs),
             },
+            limits,
             accounts,
             policy,
         })
@@ -500,6 +669,39 @@ fn default_max_cooldown_secs() -> u64 {
 }
 fn default_user_cache_ttl_secs() -> u64 {
     600
+}
+fn default_max_connections() -> u64 {
+    10_000
+}
+fn default_handshake_timeout_secs() -> u64 {
+    10
+}
+fn default_idle_timeout_secs() -> u64 {
+    60
+}
+fn default_keepalive_interval_secs() -> u64 {
+    20
+}
+fn default_keepalive_timeout_secs() -> u64 {
+    10
+}
+fn default_write_stall_timeout_secs() -> u64 {
+    10
+}
+fn default_max_concurrent_streams() -> u64 {
+    100
+}
+fn default_connection_window_bytes() -> u64 {
+    1 << 20
+}
+fn default_stream_window_bytes() -> u64 {
+    256 << 10
+}
+fn default_max_message_bytes() -> u64 {
+    1 << 20
+}
+fn default_max_requests_in_flight_per_caller() -> u64 {
+    64
 }
 fn default_negative_cache_ttl_secs() -> u64 {
     60
