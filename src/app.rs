@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -17,15 +19,20 @@ use crate::meetings::Meetings;
 use crate::policy::Policy;
 use crate::proto::meetings_server::MeetingsServer;
 use crate::routing::Directory;
-use crate::store::{self, Store};
+use crate::store::{self, Recorder, Store};
 use crate::token::TokenCache;
 use crate::zoom::{ZoomClient, ZoomEndpoints};
+
+/// How often a store that refused a write is checked again, and its backlog written.
+pub const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("cannot open the store: {0}")]
     Store(#[from] store::StoreError),
+    #[error("the store does not take writes: {0}")]
+    StoreReadOnly(store::StoreError),
     #[error("cannot build the Zoom client: {0}")]
     Zoom(#[from] crate::zoom::BuildError),
     #[error("cannot listen on {addr}: {source}")]
@@ -48,7 +55,7 @@ pub struct App {
     policy: Arc<Policy>,
     service: MeetingsService,
     tokens: TokenCache,
-    store: Arc<dyn Store>,
+    recorder: Arc<Recorder>,
 }
 
 impl App {
@@ -58,6 +65,12 @@ impl App {
             tracing::warn!("config: {warning}");
         }
         let store = store::open(&config.store).await?;
+        // Serving on a store that cannot write would refuse every change: refuse to start.
+        store
+            .check_writable()
+            .await
+            .map_err(AppError::StoreReadOnly)?;
+        let recorder = Arc::new(Recorder::new(store));
         let zoom = ZoomClient::new(
             &ZoomEndpoints {
                 api_url: config.zoom_api_url.clone(),
@@ -76,7 +89,7 @@ impl App {
             directory,
             zoom,
             tokens.clone(),
-            store.clone(),
+            recorder.clone(),
         );
         let listener = TcpListener::bind(config.listen_addr)
             .await
@@ -96,7 +109,7 @@ impl App {
             policy: Arc::new(config.policy),
             service: MeetingsService::new(meetings),
             tokens,
-            store,
+            recorder,
         })
     }
 
@@ -112,13 +125,26 @@ impl App {
 
     /// The durable store (meeting ledger, audit log).
     pub fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
+        self.recorder.store().clone()
     }
 
     /// Serves until `shutdown` resolves, then reports NotServing and drains requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        set_health(&health, ServingStatus::Serving).await;
+        let stopping = CancellationToken::new();
+        let readiness = tokio::spawn(report_readiness(
+            health,
+            self.recorder.writable(),
+            stopping.clone(),
+        ));
+        let checks = tokio::spawn({
+            let (recorder, stopping) = (self.recorder.clone(), stopping.clone());
+            async move {
+                recorder
+                    .run(STORE_CHECK_INTERVAL, stopping.cancelled_owned())
+                    .await
+            }
+        });
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -131,7 +157,9 @@ impl App {
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let shutdown = async move {
             shutdown.await;
-            set_health(&health, ServingStatus::NotServing).await;
+            stopping.cancel();
+            // NOT_SERVING is reported before the listener stops accepting.
+            let _ = readiness.await;
         };
         let tasks = self.service.tasks();
         builder
@@ -144,8 +172,32 @@ impl App {
         // Requests whose callers left still finish their ledger and audit writes.
         tasks.close();
         tasks.wait().await;
+        let _ = checks.await;
+        self.recorder.finish().await;
         Ok(())
     }
+}
+
+/// Reports SERVING while the store takes writes, NOT_SERVING while it refuses them and, for
+/// good, once shutdown starts.
+async fn report_readiness(
+    health: HealthReporter,
+    mut writable: watch::Receiver<bool>,
+    stopping: CancellationToken,
+) {
+    loop {
+        let status = if *writable.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        set_health(&health, status).await;
+        tokio::select! {
+            changed = writable.changed() => if changed.is_err() { break },
+            () = stopping.cancelled() => break,
+        }
+    }
+    set_health(&health, ServingStatus::NotServing).await;
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -77,6 +77,16 @@ pub enum Error {
         code: Option<i64>,
         message: String,
     },
+    /// The store refused a read or the intent of a change: nothing reached Zoom.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// Zoom applied the change, and its outcome is not durable yet: the gateway keeps it and
+    /// writes it when the store recovers. The caller must not repeat the change.
+    #[error("{operation} applied in zoom, its record is not written yet")]
+    NotRecorded {
+        operation: Operation,
+        meeting_id: Option<i64>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -133,6 +143,19 @@ impl Error {
             } => {
                 format!("zoom refused the request in account `{account}` (HTTP {status})")
             }
+            Error::StoreUnavailable(_) => {
+                "the gateway's store is unavailable; nothing was sent to zoom".to_owned()
+            }
+            Error::NotRecorded {
+                operation,
+                meeting_id,
+            } => {
+                let meeting = meeting_id.map_or_else(String::new, |id| format!(" of meeting {id}"));
+                format!(
+                    "the {operation}{meeting} was applied in zoom, but the gateway could not \
+                     record it yet; it will be recorded when its store recovers: do not repeat it"
+                )
+            }
             Error::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -157,6 +180,8 @@ impl Error {
             Error::MissingScope { .. } => "ZOOM_SCOPE_MISSING",
             Error::ZoomRejected { .. } => "ZOOM_REJECTED",
             Error::ZoomRefused { .. } => "ZOOM_REFUSED",
+            Error::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            Error::NotRecorded { .. } => "CHANGE_NOT_RECORDED",
             Error::Internal(_) => "INTERNAL",
         }
     }

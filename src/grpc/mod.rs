@@ -19,6 +19,9 @@ use crate::proto::meetings_server::MeetingsServer;
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "zoomgate.dev";
 
+/// When to try again after the store refused: the interval of its write checks.
+const STORE_RETRY_AFTER: std::time::Duration = crate::app::STORE_CHECK_INTERVAL;
+
 /// The `zoomgate.v1.Meetings` service.
 #[derive(Clone)]
 pub struct MeetingsService {
@@ -230,10 +233,11 @@ pub fn code(error: &Error) -> Code {
         Error::NotFound { .. } => Code::NotFound,
         Error::PermissionDenied { .. } => Code::PermissionDenied,
         Error::RateLimited { .. } => Code::ResourceExhausted,
-        Error::ZoomUnavailable { .. } => Code::Unavailable,
+        Error::ZoomUnavailable { .. } | Error::StoreUnavailable(_) => Code::Unavailable,
         Error::ZoomTimeout { .. } => Code::DeadlineExceeded,
         Error::MissingScope { .. } | Error::ZoomRefused { .. } => Code::FailedPrecondition,
-        Error::Internal(_) => Code::Internal,
+        // Not UNAVAILABLE: retry policies repeat that, and this change must not be repeated.
+        Error::Internal(_) | Error::NotRecorded { .. } => Code::Internal,
     }
 }
 
@@ -285,6 +289,14 @@ pub fn status(error: Error) -> Status {
         }
         Error::ZoomTimeout { account } | Error::MissingScope { account, .. } => {
             metadata.insert("account".to_owned(), account.to_string());
+        }
+        Error::StoreUnavailable(_) => {
+            details.set_retry_info(Some(STORE_RETRY_AFTER));
+        }
+        Error::NotRecorded { meeting_id, .. } => {
+            if let Some(id) = meeting_id {
+                metadata.insert("meeting_id".to_owned(), id.to_string());
+            }
         }
         Error::Unauthenticated
         | Error::NotFound { .. }

@@ -10,7 +10,7 @@ mod redact;
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
@@ -18,7 +18,7 @@ use crate::accounts::{AccountName, Accounts};
 use crate::error::{Error, TargetKind};
 use crate::policy::{Caller, Operation};
 use crate::routing::{Directory, RoutingRules, UserLocation};
-use crate::store::{AuditRecord, MeetingRecord, Outcome, Store};
+use crate::store::{AuditRecord, Completion, LedgerChange, MeetingRecord, Outcome, Recorder};
 use crate::token::{CallError, TokenCache, TokenError};
 use crate::zoom::{ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting};
 
@@ -71,7 +71,7 @@ struct Inner {
     directory: Directory,
     zoom: ZoomClient,
     tokens: TokenCache,
-    store: Arc<dyn Store>,
+    recorder: Arc<Recorder>,
     /// Read-through cache of the store's meeting ledger; written through on every change.
     ledger: LedgerCache,
     probes: Probes,
@@ -94,6 +94,10 @@ struct AuditContext {
     denied: bool,
     /// The mutation reached Zoom and succeeded, whatever happens afterwards.
     applied: bool,
+    /// The intent written before the change reached Zoom: its audit record id and time.
+    intent: Option<(i64, DateTime<Utc>)>,
+    /// What the change does to the ledger, written with its outcome.
+    ledger: Option<LedgerChange>,
     /// The answer must not leave before then (see [`Meetings::settle`]).
     hold_until: Option<Instant>,
 }
@@ -105,7 +109,7 @@ impl Meetings {
         directory: Directory,
         zoom: ZoomClient,
         tokens: TokenCache,
-        store: Arc<dyn Store>,
+        recorder: Arc<Recorder>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -115,7 +119,7 @@ impl Meetings {
                 directory,
                 zoom,
                 tokens,
-                store,
+                recorder,
                 ledger: LedgerCache::new(ledger::LEDGER_CACHE_ENTRIES),
             }),
         }
@@ -133,6 +137,7 @@ impl Meetings {
             let target = self.resolve_user(caller, op, &user, audit).await?;
             let zoom_user = zoom_user_of(&user, &target);
             let account = target.account.clone();
+            self.begin_change(caller, op, audit).await?;
             let meeting = self
                 .zoom_call(&account, TargetKind::User, user.key(), |token| {
                     let zoom = self.inner.zoom.clone();
@@ -147,15 +152,17 @@ impl Meetings {
                 email if email.is_empty() => target.email.clone(),
                 email => email,
             };
-            self.remember_meeting(MeetingRecord {
+            let record = MeetingRecord {
                 meeting_id: meeting.id,
                 account: account.to_string(),
                 host_id: meeting.host_id.clone().unwrap_or(target.user_id.clone()),
                 host_email: host_email.clone(),
                 created_by: caller.name.clone(),
                 created_at: Utc::now(),
-            })
-            .await;
+            };
+            // The store learns it with the outcome, in one transaction (see `conclude`).
+            self.inner.ledger.insert(Arc::new(record.clone()));
+            audit.ledger = Some(LedgerChange::Record(record));
             Ok(self.view(caller, op, account, &host_email, meeting))
         })
         .await
@@ -200,6 +207,7 @@ impl Meetings {
                 .resolve_for_change(caller, op, meeting_id, audit)
                 .await?;
             let occurrence = occurrence_id.as_deref();
+            self.begin_change(caller, op, audit).await?;
             self.routed_call(&target.account, meeting_id, occurrence, |token| {
                 let zoom = self.inner.zoom.clone();
                 let (occurrence, body) = (occurrence_id.clone(), body.clone());
@@ -237,6 +245,7 @@ impl Meetings {
                 .resolve_for_change(caller, op, meeting_id, audit)
                 .await?;
             let occurrence = occurrence_id.as_deref();
+            self.begin_change(caller, op, audit).await?;
             self.routed_call(&target.account, meeting_id, occurrence, |token| {
                 let zoom = self.inner.zoom.clone();
                 let occurrence = occurrence_id.clone();
@@ -247,7 +256,8 @@ impl Meetings {
             })
             .await?;
             if occurrence_id.is_none() {
-                self.forget_meeting(meeting_id).await;
+                self.inner.ledger.remove(meeting_id);
+                audit.ledger = Some(LedgerChange::Forget(meeting_id));
             }
             Ok(())
         })
@@ -261,6 +271,7 @@ impl Meetings {
             let target = self
                 .resolve_for_change(caller, op, meeting_id, audit)
                 .await?;
+            self.begin_change(caller, op, audit).await?;
             self.routed_call(&target.account, meeting_id, None, |token| {
                 let zoom = self.inner.zoom.clone();
                 async move { zoom.end_meeting(&token, meeting_id).await }
@@ -613,7 +624,10 @@ impl Meetings {
                 .unwrap_or(error),
             other => other,
         };
-        if !matches!(error, Error::PermissionDenied { .. } | Error::Internal(_)) {
+        if !matches!(
+            error,
+            Error::PermissionDenied { .. } | Error::Internal(_) | Error::StoreUnavailable(_)
+        ) {
             audit.hold_until = Some(started + self.inner.probes.hold(accounts, kind));
         }
         error
@@ -625,20 +639,22 @@ impl Meetings {
         }
         let record = self
             .inner
-            .store
+            .recorder
+            .store()
             .meeting(meeting_id)
             .await
-            .map_err(|e| Error::Internal(format!("reading the meeting ledger: {e}")))?;
+            .map_err(|e| Error::StoreUnavailable(format!("reading the meeting ledger: {e}")))?;
         Ok(record.map(|record| self.inner.ledger.insert_read(record)))
     }
 
+    /// Puts what a lookup learned into the ledger; a refused write is kept and made later.
     async fn remember_meeting(&self, record: MeetingRecord) -> Arc<MeetingRecord> {
-        let meeting_id = record.meeting_id;
-        if let Err(error) = self.inner.store.record_meeting(&record).await {
-            tracing::error!(meeting_id, %error, "could not write the meeting ledger");
-        }
         let record = Arc::new(record);
         self.inner.ledger.insert(record.clone());
+        self.inner
+            .recorder
+            .ledger(LedgerChange::Record((*record).clone()))
+            .await;
         record
     }
 
@@ -652,9 +668,10 @@ impl Meetings {
 
     async fn forget_meeting(&self, meeting_id: i64) {
         self.inner.ledger.remove(meeting_id);
-        if let Err(error) = self.inner.store.forget_meeting(meeting_id).await {
-            tracing::error!(meeting_id, %error, "could not update the meeting ledger");
-        }
+        self.inner
+            .recorder
+            .ledger(LedgerChange::Forget(meeting_id))
+            .await;
     }
 
     // === Zoom calls ===
@@ -764,6 +781,33 @@ impl Meetings {
         MeetingView { account, meeting }
     }
 
+    /// Writes the intent of a change before it reaches Zoom, so that a crash leaves an audit
+    /// record of outcome unknown. If the store refuses it, nothing reaches Zoom.
+    async fn begin_change(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        audit: &mut AuditContext,
+    ) -> Result<(), Error> {
+        let intent = AuditRecord {
+            id: 0,
+            at: Utc::now(),
+            caller: caller.name.clone(),
+            operation: format!("meetings.{op}"),
+            account: audit.account.clone(),
+            user: audit.user.clone(),
+            meeting_id: audit.meeting_id,
+            outcome: Outcome::Unknown,
+            detail: None,
+        };
+        let id =
+            self.inner.recorder.begin(&intent).await.map_err(|e| {
+                Error::StoreUnavailable(format!("writing the intent of a change: {e}"))
+            })?;
+        audit.intent = Some((id, intent.at));
+        Ok(())
+    }
+
     /// Runs `request` with the audit context it fills in, then concludes it.
     async fn audited<T>(
         &self,
@@ -773,34 +817,50 @@ impl Meetings {
     ) -> Result<T, Error> {
         let mut audit = AuditContext::default();
         let result = request(&mut audit).await;
-        self.conclude(caller, op, audit, &result).await;
-        result
+        self.conclude(caller, op, audit, result).await
     }
 
     /// Ends a request: writes its audit record, then holds the answer if [`Meetings::settle`]
     /// asked for it, so that the write's time is inside the hold too.
+    ///
+    /// A change Zoom applied is acknowledged only once its outcome is durable; otherwise the
+    /// answer says that it was applied and not yet recorded.
     async fn conclude<T>(
         &self,
         caller: &Caller,
         op: Operation,
         context: AuditContext,
-        result: &Result<T, Error>,
-    ) {
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
         let hold_until = context.hold_until;
-        self.audit(caller, op, context, result).await;
+        let applied = context.applied || (context.intent.is_some() && result.is_ok());
+        let meeting_id = context.meeting_id;
+        let recorded = self.audit(caller, op, context, &result).await;
         if let Some(until) = hold_until {
             tokio::time::sleep_until(until).await;
         }
+        match recorded {
+            Err(error) if applied => {
+                tracing::error!(%error, meeting_id, "a change was applied in Zoom and its record waits for the store");
+                Err(Error::NotRecorded {
+                    operation: op,
+                    meeting_id,
+                })
+            }
+            _ => result,
+        }
     }
 
-    /// Records mutating calls and every denial. A failed write is logged, never the caller's problem.
+    /// Records mutating calls and every denial. A change's outcome completes its intent, and
+    /// the error tells when that is not durable yet; other records are kept and written later
+    /// if the store refuses them.
     async fn audit<T>(
         &self,
         caller: &Caller,
         op: Operation,
         context: AuditContext,
         result: &Result<T, Error>,
-    ) {
+    ) -> Result<(), crate::store::StoreError> {
         let mutating = matches!(
             op,
             Operation::Create | Operation::Update | Operation::Delete | Operation::End
@@ -819,9 +879,9 @@ impl Meetings {
             Err(error) => (Outcome::Failed, Some(error.reason().to_owned())),
         };
         if !mutating && outcome != Outcome::Denied {
-            return;
+            return Ok(());
         }
-        let record = AuditRecord {
+        let mut record = AuditRecord {
             id: 0,
             at: Utc::now(),
             caller: caller.name.clone(),
@@ -832,9 +892,23 @@ impl Meetings {
             outcome,
             detail,
         };
-        if let Err(error) = self.inner.store.append_audit(&record).await {
-            tracing::error!(caller = %record.caller, %error, "could not write an audit record");
-        }
+        let Some((intent_id, at)) = context.intent else {
+            self.inner.recorder.append(record).await;
+            return Ok(());
+        };
+        record.at = at;
+        let ledger = match (&result, context.ledger) {
+            (Ok(_), Some(change)) => change,
+            _ => LedgerChange::None,
+        };
+        self.inner
+            .recorder
+            .complete(Completion {
+                intent_id,
+                record,
+                ledger,
+            })
+            .await
     }
 }
 

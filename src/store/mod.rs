@@ -2,7 +2,13 @@
 //!
 //! The trait speaks in plain records so a PostgreSQL implementation (for several replicas) can sit
 //! behind it later. Timestamps are stored as unix milliseconds: anything finer is truncated.
+//!
+//! A change to a meeting is written twice: its intent before it reaches Zoom
+//! ([`Store::begin_change`]), and its outcome with the ledger's update afterwards
+//! ([`Store::complete_change`]). A crash in between leaves an `unknown` outcome, never silence.
+//! [`Recorder`] keeps what the store refused and writes it once the store recovers.
 
+mod recorder;
 mod sqlite;
 
 use std::fmt;
@@ -13,7 +19,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-pub use sqlite::SqliteStore;
+pub use recorder::Recorder;
+pub use sqlite::{Durability, SqliteStore};
 
 /// Number of audit records returned when the filter names no limit.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
@@ -35,6 +42,18 @@ pub trait Store: Send + Sync + 'static {
     /// Appends one audit record; the store assigns its id (the record's `id` is ignored).
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
 
+    /// Writes the intent of a change before it reaches Zoom: `intent` with outcome
+    /// [`Outcome::Unknown`], durably. Returns the id of the audit record.
+    async fn begin_change(&self, intent: &AuditRecord) -> Result<i64, StoreError>;
+
+    /// Completes a change begun with [`Store::begin_change`]: the audit record gets its outcome and
+    /// the ledger its update, in one transaction. If the intent is not in the store (a store that
+    /// was lost and recreated), the record is appended whole.
+    async fn complete_change(&self, completion: &Completion) -> Result<(), StoreError>;
+
+    /// Proves that the store takes durable writes now; start-up and readiness depend on it.
+    async fn check_writable(&self) -> Result<(), StoreError>;
+
     /// Newest first, at most `filter.limit` (default 100, max 10_000).
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
 
@@ -54,6 +73,26 @@ pub struct MeetingRecord {
     /// Caller name that created the meeting (or whose request found it by probing).
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// What a completed change does to the meeting ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LedgerChange {
+    /// Nothing (the change failed, or does not move the meeting).
+    None,
+    /// The meeting is new, or its owner changed: upsert.
+    Record(MeetingRecord),
+    /// The meeting was deleted.
+    Forget(i64),
+}
+
+/// The outcome of a change whose intent is in the store as audit record `intent_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub intent_id: i64,
+    /// The whole final record: `id` is ignored, `at` and `caller` and `operation` are the intent's.
+    pub record: AuditRecord,
+    pub ledger: LedgerChange,
 }
 
 /// One audited decision: who asked for what, and how it ended.
@@ -86,6 +125,9 @@ pub enum Outcome {
     Denied,
     /// Authorized, but the upstream call or the gateway failed.
     Failed,
+    /// Authorized and sent to Zoom, and the gateway stopped before it learned the outcome (a
+    /// crash, or a store that refused the final record until the gateway stopped).
+    Unknown,
 }
 
 impl Outcome {
@@ -95,6 +137,7 @@ impl Outcome {
             Outcome::Allowed => "allowed",
             Outcome::Denied => "denied",
             Outcome::Failed => "failed",
+            Outcome::Unknown => "unknown",
         }
     }
 }
@@ -113,6 +156,7 @@ impl FromStr for Outcome {
             "allowed" => Ok(Outcome::Allowed),
             "denied" => Ok(Outcome::Denied),
             "failed" => Ok(Outcome::Failed),
+            "unknown" => Ok(Outcome::Unknown),
             other => Err(ParseOutcomeError(other.to_owned())),
         }
     }
@@ -120,7 +164,7 @@ impl FromStr for Outcome {
 
 /// Text that is not one of the three outcomes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown outcome `{0}` (expected allowed, denied or failed)")]
+#[error("unknown outcome `{0}` (expected allowed, denied, failed or unknown)")]
 pub struct ParseOutcomeError(String);
 
 /// Narrows an audit query; every field that is set must match. `Default` matches everything.
@@ -177,6 +221,9 @@ pub enum StoreError {
     },
     #[error("store holds an unreadable value in {0}")]
     Corrupt(String),
+    /// The file was removed or replaced under the gateway: what it writes would be lost.
+    #[error("store file `{}` was removed or replaced while open", .0.display())]
+    Vanished(PathBuf),
 }
 
 /// Opens the store named by `location` ("sqlite:PATH", "sqlite::memory:" or a bare file path),
@@ -184,7 +231,7 @@ pub enum StoreError {
 pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
     let store = match Location::parse(location)? {
         Location::SqliteMemory => SqliteStore::open_in_memory().await?,
-        Location::SqliteFile(path) => SqliteStore::open_file(&path).await?,
+        Location::SqliteFile(path) => SqliteStore::open_file(&path, Durability::PowerSafe).await?,
     };
     Ok(Arc::new(store))
 }
@@ -253,7 +300,12 @@ mod tests {
 
     #[test]
     fn outcome_round_trips_through_text() {
-        for outcome in [Outcome::Allowed, Outcome::Denied, Outcome::Failed] {
+        for outcome in [
+            Outcome::Allowed,
+            Outcome::Denied,
+            Outcome::Failed,
+            Outcome::Unknown,
+        ] {
             assert_eq!(outcome.to_string().parse::<Outcome>(), Ok(outcome));
         }
         assert!("Allowed".parse::<Outcome>().is_err());

@@ -1,7 +1,12 @@
 //! SQLite implementation of [`Store`]: one WAL-mode file, or a private in-memory database for tests.
+//!
+//! A file store commits with `synchronous=FULL`, so what it acknowledged survives a power loss,
+//! and checks after every write that its file is still the one at the path.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +17,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{AuditFilter, AuditRecord, MeetingRecord, Outcome, Store, StoreError};
+use super::{
+    AuditFilter, AuditRecord, Completion, LedgerChange, MeetingRecord, Outcome, Store, StoreError,
+};
 
 /// Schema migrations, embedded in the binary and applied at every open (already applied ones are skipped).
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -27,38 +34,56 @@ const MAX_FILE_CONNECTIONS: u32 = 4;
 const AUDIT_COLUMNS: &str =
     "id, at, caller, operation, account, zoom_user, meeting_id, outcome, detail";
 
-/// The SQLite store: a small connection pool over one database.
-#[derive(Clone, Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// How much of what was committed survives a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is on disk before it returns (`synchronous=FULL`): survives a power loss.
+    /// What the gateway uses.
+    PowerSafe,
+    /// Commits survive a crash of the process but the last ones may be lost with the machine
+    /// (`synchronous=NORMAL`). Only to measure what durability costs.
+    ProcessSafe,
 }
+
+/// The SQLite store: a small connection pool over one database.
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// Swapped when the file was removed or replaced and is opened again.
+    pool: RwLock<SqlitePool>,
+    /// The file and the identity it had when opened; `None` in memory.
+    file: Option<OpenFile>,
+}
+
+/// A database file and the identity (device, inode) of the file the pool has open.
+#[derive(Debug)]
+struct OpenFile {
+    path: PathBuf,
+    durability: Durability,
+    identity: Mutex<FileIdentity>,
+    /// Serializes reopening, so that concurrent checks open the file once.
+    reopening: tokio::sync::Mutex<()>,
+}
+
+type FileIdentity = (u64, u64);
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` and migrates it.
     ///
     /// The parent directory must exist: a typo in a volume path should fail loudly, not create a
     /// database nobody backs up.
-    pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
-        check_directory(path).await?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_FILE_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let store = Self::migrated(pool, path).await?;
+    pub async fn open_file(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let pool = connect_file(path, durability).await?;
+        let identity = file_identity(path)?;
         tracing::info!(path = %path.display(), "store opened");
-        Ok(store)
+        Ok(Self {
+            pool: RwLock::new(pool),
+            file: Some(OpenFile {
+                path: path.to_path_buf(),
+                durability,
+                identity: Mutex::new(identity),
+                reopening: tokio::sync::Mutex::new(()),
+            }),
+        })
     }
 
     /// Opens an empty private in-memory database, for tests and the demo.
@@ -83,19 +108,90 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Self::migrated(pool, path).await
+        migrate(&pool, path).await?;
+        Ok(Self {
+            pool: RwLock::new(pool),
+            file: None,
+        })
     }
 
-    async fn migrated(pool: SqlitePool, path: &Path) -> Result<Self, StoreError> {
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Self { pool })
+    fn pool(&self) -> SqlitePool {
+        self.pool.read().expect("store pool lock").clone()
     }
+
+    /// Fails when the file the pool writes to is no longer the one at the path: a write that
+    /// lands in a removed file is lost at the next start. Called after every write.
+    fn check_identity(&self) -> Result<(), StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let opened = *file.identity.lock().expect("store identity lock");
+        match file_identity(&file.path) {
+            Ok(current) if current == opened => Ok(()),
+            _ => Err(StoreError::Vanished(file.path.clone())),
+        }
+    }
+
+    /// Opens the path again after its file was removed or replaced (a volume remounted), so the
+    /// store recovers without a restart.
+    async fn reopen(&self, file: &OpenFile) -> Result<(), StoreError> {
+        let _reopening = file.reopening.lock().await;
+        if self.check_identity().is_ok() {
+            return Ok(());
+        }
+        let pool = connect_file(&file.path, file.durability).await?;
+        let identity = file_identity(&file.path)?;
+        let old = std::mem::replace(&mut *self.pool.write().expect("store pool lock"), pool);
+        *file.identity.lock().expect("store identity lock") = identity;
+        tracing::error!(
+            path = %file.path.display(),
+            "store file was removed or replaced; opened the file now at that path"
+        );
+        tokio::spawn(async move { old.close().await });
+        Ok(())
+    }
+}
+
+async fn connect_file(path: &Path, durability: Durability) -> Result<SqlitePool, StoreError> {
+    check_directory(path).await?;
+    let synchronous = match durability {
+        Durability::PowerSafe => SqliteSynchronous::Full,
+        Durability::ProcessSafe => SqliteSynchronous::Normal,
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(MAX_FILE_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    migrate(&pool, path).await?;
+    Ok(pool)
+}
+
+async fn migrate(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_identity(path: &Path) -> Result<FileIdentity, StoreError> {
+    let meta = std::fs::metadata(path).map_err(|_| StoreError::Vanished(path.to_path_buf()))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Refuses a store path whose directory is missing or is not a directory. Other I/O errors (such
@@ -120,23 +216,8 @@ async fn check_directory(path: &Path) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO meetings (meeting_id, account, host_id, host_email, created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (meeting_id) DO UPDATE SET \
-             account = excluded.account, host_id = excluded.host_id, host_email = excluded.host_email, \
-             created_by = excluded.created_by, created_at = excluded.created_at",
-        )
-        .bind(meeting.meeting_id)
-        .bind(&meeting.account)
-        .bind(&meeting.host_id)
-        .bind(&meeting.host_email)
-        .bind(&meeting.created_by)
-        .bind(meeting.created_at.timestamp_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("record_meeting"))?;
-        Ok(())
+        upsert_meeting(&self.pool(), meeting).await?;
+        self.check_identity()
     }
 
     async fn meeting(&self, meeting_id: i64) -> Result<Option<MeetingRecord>, StoreError> {
@@ -145,38 +226,79 @@ impl Store for SqliteStore {
              FROM meetings WHERE meeting_id = ?",
         )
         .bind(meeting_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.pool())
         .await
         .map_err(query_error("meeting"))?;
         row.map(|row| meeting_from_row(&row)).transpose()
     }
 
     async fn forget_meeting(&self, meeting_id: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM meetings WHERE meeting_id = ?")
-            .bind(meeting_id)
-            .execute(&self.pool)
-            .await
-            .map_err(query_error("forget_meeting"))?;
-        Ok(())
+        delete_meeting(&self.pool(), meeting_id).await?;
+        self.check_identity()
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit (at, caller, operation, account, zoom_user, meeting_id, outcome, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        insert_audit(&self.pool(), record, record.outcome).await?;
+        self.check_identity()
+    }
+
+    async fn begin_change(&self, intent: &AuditRecord) -> Result<i64, StoreError> {
+        let id = insert_audit(&self.pool(), intent, Outcome::Unknown).await?;
+        self.check_identity()?;
+        Ok(id)
+    }
+
+    async fn complete_change(&self, completion: &Completion) -> Result<(), StoreError> {
+        let record = &completion.record;
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query_error("complete_change"))?;
+        // The intent is matched on what it said, not on its id alone: a store recreated after
+        // its file was lost numbers its records anew. Writing the same completion twice (a
+        // retry after an error that had committed) updates the same row again.
+        let updated = sqlx::query(
+            "UPDATE audit SET account = ?, zoom_user = ?, meeting_id = ?, outcome = ?, detail = ? \
+             WHERE id = ? AND caller = ? AND operation = ? AND at = ?",
         )
-        .bind(record.at.timestamp_millis())
-        .bind(&record.caller)
-        .bind(&record.operation)
         .bind(&record.account)
         .bind(&record.user)
         .bind(record.meeting_id)
         .bind(record.outcome.as_str())
         .bind(&record.detail)
-        .execute(&self.pool)
+        .bind(completion.intent_id)
+        .bind(&record.caller)
+        .bind(&record.operation)
+        .bind(record.at.timestamp_millis())
+        .execute(&mut *tx)
         .await
-        .map_err(query_error("append_audit"))?;
-        Ok(())
+        .map_err(query_error("complete_change"))?;
+        if updated.rows_affected() == 0 {
+            insert_audit(&mut *tx, record, record.outcome).await?;
+        }
+        match &completion.ledger {
+            LedgerChange::None => {}
+            LedgerChange::Record(meeting) => upsert_meeting(&mut *tx, meeting).await?,
+            LedgerChange::Forget(meeting_id) => delete_meeting(&mut *tx, *meeting_id).await?,
+        }
+        tx.commit().await.map_err(query_error("complete_change"))?;
+        self.check_identity()
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        if let (Some(file), Err(_)) = (&self.file, self.check_identity()) {
+            self.reopen(file).await?;
+        }
+        sqlx::query(
+            "INSERT INTO write_check (id, at) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(&self.pool())
+        .await
+        .map_err(query_error("check_writable"))?;
+        self.check_identity()
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -226,15 +348,74 @@ impl Store for SqliteStore {
 
         let rows = query
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool())
             .await
             .map_err(query_error("audit"))?;
         rows.iter().map(audit_from_row).collect()
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.pool().close().await;
     }
+}
+
+async fn upsert_meeting<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    meeting: &MeetingRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO meetings (meeting_id, account, host_id, host_email, created_by, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (meeting_id) DO UPDATE SET \
+         account = excluded.account, host_id = excluded.host_id, host_email = excluded.host_email, \
+         created_by = excluded.created_by, created_at = excluded.created_at",
+    )
+    .bind(meeting.meeting_id)
+    .bind(&meeting.account)
+    .bind(&meeting.host_id)
+    .bind(&meeting.host_email)
+    .bind(&meeting.created_by)
+    .bind(meeting.created_at.timestamp_millis())
+    .execute(executor)
+    .await
+    .map_err(query_error("record_meeting"))?;
+    Ok(())
+}
+
+async fn delete_meeting<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    meeting_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM meetings WHERE meeting_id = ?")
+        .bind(meeting_id)
+        .execute(executor)
+        .await
+        .map_err(query_error("forget_meeting"))?;
+    Ok(())
+}
+
+/// Appends `record` with `outcome`, returning the id the store gave it.
+async fn insert_audit<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    record: &AuditRecord,
+    outcome: Outcome,
+) -> Result<i64, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO audit (at, caller, operation, account, zoom_user, meeting_id, outcome, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(record.at.timestamp_millis())
+    .bind(&record.caller)
+    .bind(&record.operation)
+    .bind(&record.account)
+    .bind(&record.user)
+    .bind(record.meeting_id)
+    .bind(outcome.as_str())
+    .bind(&record.detail)
+    .execute(executor)
+    .await
+    .map_err(query_error("append_audit"))?;
+    Ok(done.last_insert_rowid())
 }
 
 /// Joins WHERE conditions: ` WHERE ` before the first, ` AND ` before the others.
@@ -547,21 +728,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_store_runs_in_wal_mode() {
+    async fn a_file_store_runs_in_wal_mode_and_syncs_every_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_file(&dir.path().join("wal.db"))
+        let store = SqliteStore::open_file(&dir.path().join("wal.db"), Durability::PowerSafe)
             .await
             .unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.pool)
+            .fetch_one(&store.pool())
             .await
             .unwrap();
         assert_eq!(mode, "wal");
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(synchronous, 1, "NORMAL");
+        // Every pooled connection, not only the first: each commit must reach the disk.
+        for _ in 0..MAX_FILE_CONNECTIONS {
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&store.pool())
+                .await
+                .unwrap();
+            assert_eq!(
+                synchronous, 2,
+                "FULL survives a power loss; NORMAL does not"
+            );
+        }
         store.close().await;
     }
 
@@ -793,7 +980,7 @@ mod tests {
             "INSERT INTO audit (at, caller, operation, outcome) VALUES (?, 'crm', 'meetings.get', 'allowed')",
         )
         .bind(i64::MAX)
-        .execute(&store.pool)
+        .execute(&store.pool())
         .await
         .unwrap();
         let err = store.audit(&AuditFilter::default()).await.unwrap_err();
