@@ -6,6 +6,7 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ pub struct SqliteStore {
     pool: RwLock<SqlitePool>,
     /// The file and the identity it had when opened; `None` in memory.
     file: Option<OpenFile>,
+    /// A write failed since the pool was opened. A connection that met an I/O error may stay
+    /// unable to write after the cause is gone, so the next write check starts a fresh pool.
+    failed_write: AtomicBool,
 }
 
 /// A database file and the identity (device, inode) of the file the pool has open.
@@ -60,8 +64,8 @@ struct OpenFile {
     path: PathBuf,
     durability: Durability,
     identity: Mutex<FileIdentity>,
-    /// Serializes reopening, so that concurrent checks open the file once.
-    reopening: tokio::sync::Mutex<()>,
+    /// Serializes reconnecting, so that concurrent checks open the file once.
+    reconnecting: tokio::sync::Mutex<()>,
 }
 
 type FileIdentity = (u64, u64);
@@ -72,7 +76,7 @@ impl SqliteStore {
     /// The parent directory must exist: a typo in a volume path should fail loudly, not create a
     /// database nobody backs up.
     pub async fn open_file(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let pool = connect_file(path, durability).await?;
+        let pool = connect_file(path, durability, true).await?;
         let identity = file_identity(path)?;
         tracing::info!(path = %path.display(), "store opened");
         Ok(Self {
@@ -81,8 +85,9 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 durability,
                 identity: Mutex::new(identity),
-                reopening: tokio::sync::Mutex::new(()),
+                reconnecting: tokio::sync::Mutex::new(()),
             }),
+            failed_write: AtomicBool::new(false),
         })
     }
 
@@ -112,6 +117,7 @@ impl SqliteStore {
         Ok(Self {
             pool: RwLock::new(pool),
             file: None,
+            failed_write: AtomicBool::new(false),
         })
     }
 
@@ -120,7 +126,7 @@ impl SqliteStore {
     }
 
     /// Fails when the file the pool writes to is no longer the one at the path: a write that
-    /// lands in a removed file is lost at the next start. Called after every write.
+    /// lands in a removed file is lost at the next start. Called before and after every write.
     fn check_identity(&self) -> Result<(), StoreError> {
         let Some(file) = &self.file else {
             return Ok(());
@@ -132,27 +138,55 @@ impl SqliteStore {
         }
     }
 
-    /// Opens the path again after its file was removed or replaced (a volume remounted), so the
-    /// store recovers without a restart.
-    async fn reopen(&self, file: &OpenFile) -> Result<(), StoreError> {
-        let _reopening = file.reopening.lock().await;
-        if self.check_identity().is_ok() {
+    /// Runs one write, checking before and after it that the file is still the one at the path.
+    async fn write<T>(
+        &self,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.check_identity()?;
+        let value = write
+            .await
+            .inspect_err(|_| self.failed_write.store(true, Ordering::Release))?;
+        self.check_identity()?;
+        Ok(value)
+    }
+
+    /// Opens a fresh pool on the file now at the path: after a failed write, or once a
+    /// database file is back at the path (a volume remounted), so the store recovers without a
+    /// restart. A missing file is not created: an empty audit log in place of a lost volume
+    /// must be an operator's decision (a restart), not a side effect.
+    async fn reconnect(&self, file: &OpenFile) -> Result<(), StoreError> {
+        let _reconnecting = file.reconnecting.lock().await;
+        let moved = self.check_identity().is_err();
+        if !moved && !self.failed_write.load(Ordering::Acquire) {
             return Ok(());
         }
-        let pool = connect_file(&file.path, file.durability).await?;
+        let pool = connect_file(&file.path, file.durability, false)
+            .await
+            .map_err(|error| match moved {
+                true => StoreError::Vanished(file.path.clone()),
+                false => error,
+            })?;
         let identity = file_identity(&file.path)?;
+        self.failed_write.store(false, Ordering::Release);
         let old = std::mem::replace(&mut *self.pool.write().expect("store pool lock"), pool);
         *file.identity.lock().expect("store identity lock") = identity;
-        tracing::error!(
-            path = %file.path.display(),
-            "store file was removed or replaced; opened the file now at that path"
-        );
+        if moved {
+            tracing::error!(
+                path = %file.path.display(),
+                "store file was removed or replaced; opened the file now at that path"
+            );
+        }
         tokio::spawn(async move { old.close().await });
         Ok(())
     }
 }
 
-async fn connect_file(path: &Path, durability: Durability) -> Result<SqlitePool, StoreError> {
+async fn connect_file(
+    path: &Path,
+    durability: Durability,
+    create: bool,
+) -> Result<SqlitePool, StoreError> {
     check_directory(path).await?;
     let synchronous = match durability {
         Durability::PowerSafe => SqliteSynchronous::Full,
@@ -160,7 +194,7 @@ async fn connect_file(path: &Path, durability: Durability) -> Result<SqlitePool,
     };
     let options = SqliteConnectOptions::new()
         .filename(path)
-        .create_if_missing(true)
+        .create_if_missing(create)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(synchronous)
         .busy_timeout(BUSY_TIMEOUT)
@@ -216,8 +250,7 @@ async fn check_directory(path: &Path) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError> {
-        upsert_meeting(&self.pool(), meeting).await?;
-        self.check_identity()
+        self.write(upsert_meeting(&self.pool(), meeting)).await
     }
 
     async fn meeting(&self, meeting_id: i64) -> Result<Option<MeetingRecord>, StoreError> {
@@ -233,72 +266,38 @@ impl Store for SqliteStore {
     }
 
     async fn forget_meeting(&self, meeting_id: i64) -> Result<(), StoreError> {
-        delete_meeting(&self.pool(), meeting_id).await?;
-        self.check_identity()
+        self.write(delete_meeting(&self.pool(), meeting_id)).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        insert_audit(&self.pool(), record, record.outcome).await?;
-        self.check_identity()
+        self.write(insert_audit(&self.pool(), record, record.outcome))
+            .await
+            .map(drop)
     }
 
     async fn begin_change(&self, intent: &AuditRecord) -> Result<i64, StoreError> {
-        let id = insert_audit(&self.pool(), intent, Outcome::Unknown).await?;
-        self.check_identity()?;
-        Ok(id)
+        self.write(insert_audit(&self.pool(), intent, Outcome::Unknown))
+            .await
     }
 
     async fn complete_change(&self, completion: &Completion) -> Result<(), StoreError> {
-        let record = &completion.record;
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(query_error("complete_change"))?;
-        // The intent is matched on what it said, not on its id alone: a store recreated after
-        // its file was lost numbers its records anew. Writing the same completion twice (a
-        // retry after an error that had committed) updates the same row again.
-        let updated = sqlx::query(
-            "UPDATE audit SET account = ?, zoom_user = ?, meeting_id = ?, outcome = ?, detail = ? \
-             WHERE id = ? AND caller = ? AND operation = ? AND at = ?",
-        )
-        .bind(&record.account)
-        .bind(&record.user)
-        .bind(record.meeting_id)
-        .bind(record.outcome.as_str())
-        .bind(&record.detail)
-        .bind(completion.intent_id)
-        .bind(&record.caller)
-        .bind(&record.operation)
-        .bind(record.at.timestamp_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error("complete_change"))?;
-        if updated.rows_affected() == 0 {
-            insert_audit(&mut *tx, record, record.outcome).await?;
-        }
-        match &completion.ledger {
-            LedgerChange::None => {}
-            LedgerChange::Record(meeting) => upsert_meeting(&mut *tx, meeting).await?,
-            LedgerChange::Forget(meeting_id) => delete_meeting(&mut *tx, *meeting_id).await?,
-        }
-        tx.commit().await.map_err(query_error("complete_change"))?;
-        self.check_identity()
+        self.write(complete(&self.pool(), completion)).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        if let (Some(file), Err(_)) = (&self.file, self.check_identity()) {
-            self.reopen(file).await?;
+        if let Some(file) = &self.file {
+            self.reconnect(file).await?;
         }
-        sqlx::query(
+        let pool = self.pool();
+        let check = sqlx::query(
             "INSERT INTO write_check (id, at) VALUES (1, ?) \
              ON CONFLICT (id) DO UPDATE SET at = excluded.at",
         )
         .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&self.pool())
-        .await
-        .map_err(query_error("check_writable"))?;
-        self.check_identity()
+        .execute(&pool);
+        self.write(async { check.await.map_err(query_error("check_writable")) })
+            .await
+            .map(drop)
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -357,6 +356,40 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.pool().close().await;
     }
+}
+
+/// Completes a change in one transaction: the audit record and the ledger.
+async fn complete(pool: &SqlitePool, completion: &Completion) -> Result<(), StoreError> {
+    let record = &completion.record;
+    let mut tx = pool.begin().await.map_err(query_error("complete_change"))?;
+    // The intent is matched on what it said, not on its id alone: a store recreated after
+    // its file was lost numbers its records anew. Writing the same completion twice (a
+    // retry after an error that had committed) updates the same row again.
+    let updated = sqlx::query(
+        "UPDATE audit SET account = ?, zoom_user = ?, meeting_id = ?, outcome = ?, detail = ? \
+             WHERE id = ? AND caller = ? AND operation = ? AND at = ?",
+    )
+    .bind(&record.account)
+    .bind(&record.user)
+    .bind(record.meeting_id)
+    .bind(record.outcome.as_str())
+    .bind(&record.detail)
+    .bind(completion.intent_id)
+    .bind(&record.caller)
+    .bind(&record.operation)
+    .bind(record.at.timestamp_millis())
+    .execute(&mut *tx)
+    .await
+    .map_err(query_error("complete_change"))?;
+    if updated.rows_affected() == 0 {
+        insert_audit(&mut *tx, record, record.outcome).await?;
+    }
+    match &completion.ledger {
+        LedgerChange::None => {}
+        LedgerChange::Record(meeting) => upsert_meeting(&mut *tx, meeting).await?,
+        LedgerChange::Forget(meeting_id) => delete_meeting(&mut *tx, *meeting_id).await?,
+    }
+    tx.commit().await.map_err(query_error("complete_change"))
 }
 
 async fn upsert_meeting<'e>(

@@ -12,5 +12,6 @@ mod logs;
 mod meetings;
 mod mtls;
 mod restart;
+mod store_faults;
 mod tokens;
 mod validation;

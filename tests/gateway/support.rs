@@ -213,11 +213,19 @@ impl TestGateway {
 
     /// Starts with the test config, after `customize` had its say on the raw gateway config text.
     pub async fn spawn_with(customize: impl FnOnce(&mut String)) -> Self {
+        Self::spawn_on(None, customize).await
+    }
+
+    /// Starts with the test config on the SQLite file `store_path` (a temporary file if `None`).
+    pub async fn spawn_on(
+        store_path: Option<PathBuf>,
+        customize: impl FnOnce(&mut String),
+    ) -> Self {
         let zoom = Emulator::start(emulator_config(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("emulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
-        let store_path: PathBuf = dir.path().join("zoomgate.db");
+        let store_path: PathBuf = store_path.unwrap_or_else(|| dir.path().join("zoomgate.db"));
         let store_location = format!("sqlite:{}", store_path.display());
         let mut toml = gateway_toml(&zoom, &store_location);
         customize(&mut toml);
@@ -236,11 +244,7 @@ impl TestGateway {
     }
 
     async fn start(&mut self) {
-        let raw: RawConfig = toml::from_str(&self.toml).expect("test config parses");
-        let config = raw
-            .validate(&secrets_env(), std::path::Path::new("."))
-            .expect("test config is valid");
-        let app = zoomgate::App::build(config).await.expect("gateway builds");
+        let app = self.build().await.expect("gateway builds");
         self.addr = app.local_addr();
         self.store = app.store();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -252,6 +256,50 @@ impl TestGateway {
             .await
             .expect("gateway runs");
         }));
+    }
+
+    /// Builds a gateway from the test config, without starting it.
+    pub async fn build(&self) -> Result<zoomgate::App, zoomgate::app::AppError> {
+        let raw: RawConfig = toml::from_str(&self.toml).expect("test config parses");
+        let config = raw
+            .validate(&secrets_env(), std::path::Path::new("."))
+            .expect("test config is valid");
+        zoomgate::App::build(config).await
+    }
+
+    /// The health status the gateway reports for the Meetings service.
+    pub async fn health(&self) -> tonic_health::pb::health_check_response::ServingStatus {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("gateway accepts connections");
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "zoomgate.v1.Meetings".into(),
+            })
+            .await
+            .expect("health answers")
+            .into_inner()
+            .status()
+    }
+
+    /// Waits up to `within` for the health status to become `status`; returns whether it did.
+    pub async fn health_becomes(
+        &self,
+        status: tonic_health::pb::health_check_response::ServingStatus,
+        within: std::time::Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.health().await == status {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops the gateway and starts a new one on the same store and emulator.

@@ -1,0 +1,332 @@
+//! The store failing under a running gateway: a full filesystem, a read-only file, and a volume
+//! that goes away. They need root (tmpfs mounts, `chattr`); elsewhere they say that they were
+//! skipped, and `ZOOMGATE_REQUIRE_FS_FAULTS=1` (set by CI) makes them fail instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_types::StatusExt;
+use zoomgate::store::{AuditFilter, Outcome};
+
+use crate::support::*;
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs {
+    /// Where the test's files live: the tmpfs itself, or a bind mount of it.
+    mount: PathBuf,
+    /// Mount points to unmount, innermost last.
+    mounted: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"2m"`), or says why it cannot.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mount = dir.path().join("volume");
+        std::fs::create_dir(&mount).unwrap();
+        let mounted = run(
+            "mount",
+            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
+            &mount,
+        );
+        if !mounted {
+            skip("cannot mount a tmpfs (needs root)");
+            return None;
+        }
+        Some(Tmpfs {
+            mounted: vec![mount.clone()],
+            mount,
+            _dir: dir,
+        })
+    }
+
+    /// Mounts a tmpfs and binds it at a second place, so that the bind can go away and come
+    /// back with the same files, like a network volume.
+    fn mount_bound(size: &str) -> Option<Tmpfs> {
+        let mut fs = Tmpfs::mount(size)?;
+        let bound = fs._dir.path().join("bound");
+        std::fs::create_dir(&bound).unwrap();
+        assert!(run(
+            "mount",
+            &["--bind", fs.mount.to_str().unwrap()],
+            &bound
+        ));
+        fs.mounted.push(bound.clone());
+        fs.mount = bound;
+        Some(fs)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.mount.join(name)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        for mount in self.mounted.iter().rev() {
+            run("umount", &["-l"], mount);
+        }
+    }
+}
+
+/// Runs `command args.. target`; returns whether it succeeded.
+fn run(command: &str, args: &[&str], target: &Path) -> bool {
+    Command::new(command)
+        .args(args)
+        .arg(target)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+fn skip(why: &str) {
+    assert!(
+        std::env::var_os("ZOOMGATE_REQUIRE_FS_FAULTS").is_none(),
+        "store fault tests are required here, but {why}"
+    );
+    eprintln!("store fault test skipped: {why}");
+}
+
+/// Fills the filesystem of `dir` until it has no space left.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 4096];
+    while file
+        .write_all(&block)
+        .and_then(|()| file.sync_all())
+        .is_ok()
+    {}
+    path
+}
+
+/// What one create during the fault answered.
+enum Answer {
+    Acknowledged(i64),
+    /// Refused before Zoom: the intent could not be written.
+    Refused,
+    /// Applied in Zoom, its record kept for later.
+    NotRecorded(i64),
+}
+
+/// Sends creates one at a time while the store is broken, checking each against the emulator.
+async fn creates_during_fault(gateway: &TestGateway, count: usize) -> Vec<Answer> {
+    let mut client = gateway.client(ADMIN_KEY).await;
+    let mut answers = Vec::new();
+    for i in 0..count {
+        let before = gateway.zoom.meetings(SALES_ZOOM_ID).len();
+        let result = client
+            .create_meeting(create_for("alice@sales.acme.test", &format!("fault {i}")))
+            .await;
+        let made = gateway.zoom.meetings(SALES_ZOOM_ID).len() - before;
+        let answer = match result {
+            Ok(meeting) => Answer::Acknowledged(meeting.into_inner().id),
+            Err(status) if status.code() == Code::Unavailable => {
+                assert_eq!(reason(&status), "STORE_UNAVAILABLE", "{status:?}");
+                assert!(status.get_details_retry_info().is_some());
+                Answer::Refused
+            }
+            Err(status) if reason(&status) == "CHANGE_NOT_RECORDED" => {
+                assert_eq!(status.code(), Code::Internal);
+                let id = status.get_details_error_info().unwrap().metadata["meeting_id"]
+                    .parse()
+                    .expect("the answer names the meeting");
+                Answer::NotRecorded(id)
+            }
+            Err(status) => panic!("unexpected answer while the store fails: {status:?}"),
+        };
+        match answer {
+            Answer::Refused => assert_eq!(made, 0, "a create whose intent failed reached Zoom"),
+            _ => assert_eq!(made, 1),
+        }
+        answers.push(answer);
+    }
+    answers
+}
+
+/// Every meeting the gateway made for alice has its ledger entry and an
+/// `allowed` audit record naming it, and no intent is left unknown.
+async fn everything_is_recorded(gateway: &TestGateway) {
+    let store = gateway.store.clone();
+    let audit = store
+        .audit(&AuditFilter {
+            operation: Some("meetings.create".into()),
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let made: Vec<i64> = gateway
+        .zoom
+        .meetings(SALES_ZOOM_ID)
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert!(!made.is_empty());
+    for id in made {
+        assert!(
+            store.meeting(id).await.unwrap().is_some(),
+            "meeting {id} is in Zoom but not in the ledger"
+        );
+        assert!(
+            audit
+                .iter()
+                .any(|r| r.meeting_id == Some(id) && r.outcome == Outcome::Allowed),
+            "meeting {id} has no allowed audit record"
+        );
+    }
+    assert!(
+        audit.iter().all(|r| r.outcome != Outcome::Unknown),
+        "an intent was left without its outcome: {audit:?}"
+    );
+}
+
+/// Breaks the store, checks every answer and readiness, repairs it, and checks recovery.
+async fn survives(gateway: &TestGateway, break_store: impl FnOnce(), repair: impl FnOnce()) {
+    let mut client = gateway.client(ADMIN_KEY).await;
+    for i in 0..3 {
+        client
+            .create_meeting(create_for("alice@sales.acme.test", &format!("before {i}")))
+            .await
+            .expect("the store works before the fault");
+    }
+    assert_eq!(gateway.health().await, ServingStatus::Serving);
+
+    break_store();
+    let answers = creates_during_fault(gateway, 12).await;
+    assert!(
+        answers.iter().any(|a| matches!(a, Answer::Refused)),
+        "the fault never reached the gateway"
+    );
+    assert!(
+        gateway
+            .health_becomes(ServingStatus::NotServing, Duration::from_secs(3))
+            .await,
+        "readiness must follow the store"
+    );
+
+    repair();
+    assert!(
+        gateway
+            .health_becomes(ServingStatus::Serving, Duration::from_secs(10))
+            .await,
+        "the gateway must recover without a restart"
+    );
+    let after = client
+        .create_meeting(create_for("alice@sales.acme.test", "after"))
+        .await
+        .expect("creates work again")
+        .into_inner();
+    let acknowledged: Vec<i64> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Answer::Acknowledged(id) | Answer::NotRecorded(id) => Some(*id),
+            Answer::Refused => None,
+        })
+        .chain([after.id])
+        .collect();
+    for id in acknowledged {
+        assert!(gateway.store.meeting(id).await.unwrap().is_some());
+    }
+    everything_is_recorded(gateway).await;
+}
+
+#[tokio::test]
+async fn a_full_filesystem_acknowledges_nothing_it_cannot_record() {
+    let Some(fs) = Tmpfs::mount("2m") else { return };
+    let gateway = TestGateway::spawn_on(Some(fs.file("zoomgate.db")), |_| {}).await;
+    let filler = std::cell::RefCell::new(None);
+    survives(
+        &gateway,
+        || *filler.borrow_mut() = Some(fill(&fs.mount)),
+        || std::fs::remove_file(filler.borrow().as_ref().unwrap()).unwrap(),
+    )
+    .await;
+    gateway.stop().await;
+}
+
+/// Makes files read-only even for root (`chattr +i`, on filesystems that have it, such as
+/// ext4), with files already open: the closest to a volume remounted read-only under a writer.
+/// The attribute is cleared when dropped.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    fn set(files: &[PathBuf]) -> Immutable {
+        for file in files {
+            assert!(run("chattr", &["+i"], file), "chattr +i {}", file.display());
+        }
+        Immutable(files.to_vec())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            run("chattr", &["-i"], file);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_store_refuses_changes_and_a_restart_on_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("zoomgate.db");
+    let gateway = TestGateway::spawn_on(Some(db.clone()), |_| {}).await;
+    // The write-ahead log takes the writes; the shared-memory index is left alone.
+    let files = [db.clone(), dir.path().join("zoomgate.db-wal")];
+    if !files
+        .iter()
+        .all(|file| run("chattr", &["+i"], file) && run("chattr", &["-i"], file))
+    {
+        skip("cannot make files immutable (needs root and a filesystem with chattr)");
+        gateway.stop().await;
+        return;
+    }
+    let read_only = std::cell::RefCell::new(None);
+    survives(
+        &gateway,
+        || *read_only.borrow_mut() = Some(Immutable::set(&files)),
+        || drop(read_only.borrow_mut().take()),
+    )
+    .await;
+
+    // A gateway does not start on a store it cannot write.
+    let read_only = Immutable::set(&files);
+    let error = gateway
+        .build()
+        .await
+        .err()
+        .expect("no start on a read-only store");
+    assert!(
+        matches!(error, zoomgate::app::AppError::StoreReadOnly(_)),
+        "{error}"
+    );
+    drop(read_only);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_volume_that_goes_away_and_comes_back() {
+    let Some(fs) = Tmpfs::mount_bound("8m") else {
+        return;
+    };
+    let gateway = TestGateway::spawn_on(Some(fs.file("zoomgate.db")), |_| {}).await;
+    let backing = fs.mounted[0].clone();
+    survives(
+        &gateway,
+        || assert!(run("umount", &["-l"], &fs.mount)),
+        || {
+            assert!(run(
+                "mount",
+                &["--bind", backing.to_str().unwrap()],
+                &fs.mount
+            ))
+        },
+    )
+    .await;
+    gateway.stop().await;
+}
