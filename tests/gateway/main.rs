@@ -4,6 +4,7 @@ mod support;
 
 mod audit;
 mod cli;
+mod crash;
 mod demo;
 mod errors;
 mod health;
@@ -11,6 +12,7 @@ mod isolation;
 mod logs;
 mod meetings;
 mod mtls;
+mod process;
 mod restart;
 mod store_faults;
 mod tokens;

@@ -328,12 +328,7 @@ impl TestGateway {
     }
 
     async fn client_with(&self, auth: ApiKey) -> Client {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("gateway accepts connections");
-        MeetingsClient::with_interceptor(channel, auth)
+        client_with_auth(self.addr, auth).await
     }
 
     /// Creates a meeting straight in the sales account of the emulator, behind the gateway's
@@ -389,6 +384,21 @@ impl TestGateway {
         self.shutdown_server().await;
         self.zoom.clone().shutdown().await;
     }
+}
+
+/// A client of the gateway at `addr` that presents API key `key`.
+pub async fn client_at(addr: SocketAddr, key: &str) -> Client {
+    let value = format!("Bearer {key}").parse().expect("ascii key");
+    client_with_auth(addr, ApiKey(Some(value))).await
+}
+
+async fn client_with_auth(addr: SocketAddr, auth: ApiKey) -> Client {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("gateway accepts connections");
+    MeetingsClient::with_interceptor(channel, auth)
 }
 
 /// A scheduled meeting starting in the future.
