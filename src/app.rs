@@ -8,13 +8,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::config::{Config, TlsConfig};
+use crate::config::{Config, Limits, TlsConfig};
 use crate::grpc::MeetingsService;
+use crate::listener::{self, TrackStreamsLayer};
 use crate::meetings::Meetings;
 use crate::policy::Policy;
 use crate::proto::meetings_server::MeetingsServer;
@@ -51,6 +51,7 @@ pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
     request_timeout: Duration,
+    limits: Limits,
     tls: Option<TlsConfig>,
     policy: Arc<Policy>,
     service: MeetingsService,
@@ -105,6 +106,7 @@ impl App {
             listener,
             local_addr,
             request_timeout: config.request_timeout,
+            limits: config.limits,
             tls: config.tls,
             policy: Arc::new(config.policy),
             service: MeetingsService::new(meetings),
@@ -150,11 +152,18 @@ impl App {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
-        let mut builder = Server::builder().timeout(self.request_timeout);
+        let limits = self.limits;
+        let mut builder = Server::builder()
+            .timeout(self.request_timeout)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .initial_connection_window_size(limits.connection_window_bytes)
+            .initial_stream_window_size(limits.stream_window_bytes)
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout));
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(server_tls(tls))?;
         }
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = listener::incoming(self.listener, limits);
         let shutdown = async move {
             shutdown.await;
             stopping.cancel();
@@ -163,10 +172,14 @@ impl App {
         };
         let tasks = self.service.tasks();
         builder
+            .layer(TrackStreamsLayer)
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(self.service.into_server(self.policy))
+            .add_service(
+                self.service
+                    .into_server(self.policy, limits.max_message_bytes),
+            )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         // Requests whose callers left still finish their ledger and audit writes.

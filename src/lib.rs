@@ -10,6 +10,7 @@
 //! - [`meetings`]: the request path for meetings: route, authorize, call Zoom, record.
 //! - [`store`]: durable state (meeting ledger, audit log) behind one trait; SQLite by default.
 //! - [`grpc`]: tonic services, proto <-> domain conversion, the one error -> `Status` mapping.
+//! - [`listener`]: accepted connections and the limits one client may hold of them.
 //! - [`emulator`]: a faithful local Zoom for tests and `zoomgate demo`.
 //! - [`app`]: wiring, listener, graceful shutdown.
 //! - [`cli`]: the `zoomgate` command line.
@@ -24,6 +25,7 @@ pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod grpc;
+pub mod listener;
 pub mod meetings;
 pub mod policy;
 pub mod proto;

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio_util::task::TaskTracker;
+use tonic::transport::server::TlsConnectInfo;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
+use crate::listener::ConnectionInfo;
 use crate::meetings::Meetings;
 use crate::policy::{Caller, Policy, sans_of_certificate};
 use crate::proto;
@@ -62,9 +64,15 @@ impl MeetingsService {
         self.tasks.clone()
     }
 
-    /// Wraps the service so that every call carries an authenticated [`Caller`].
-    pub fn into_server(self, policy: Arc<Policy>) -> AuthenticatedMeetings {
-        MeetingsServer::with_interceptor(self, Authenticator { policy })
+    /// Wraps the service so that every call carries an authenticated [`Caller`]; requests
+    /// larger than `max_message_bytes` are refused before they are decoded.
+    pub fn into_server(
+        self,
+        policy: Arc<Policy>,
+        max_message_bytes: usize,
+    ) -> AuthenticatedMeetings {
+        let server = MeetingsServer::new(self).max_decoding_message_size(max_message_bytes);
+        tonic::service::interceptor::InterceptedService::new(server, Authenticator { policy })
     }
 }
 
@@ -86,7 +94,11 @@ impl tonic::service::Interceptor for Authenticator {
 
 impl Authenticator {
     fn authenticate(&self, request: &Request<()>) -> Option<Arc<Caller>> {
-        if let Some(certs) = request.peer_certs() {
+        let certs = request
+            .extensions()
+            .get::<TlsConnectInfo<ConnectionInfo>>()
+            .and_then(TlsConnectInfo::peer_certs);
+        if let Some(certs) = certs {
             // The first certificate is the client's own; the rest is its chain.
             if let Some(leaf) = certs.first() {
                 let sans = sans_of_certificate(leaf.as_ref());

@@ -41,7 +41,9 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
                     for i in 0.. {
                         let user = USERS[(w + i) % USERS.len()];
                         match client.create_meeting(create_for(user, "crash")).await {
-                            Ok(meeting) => acknowledged.lock().unwrap().push(meeting.into_inner().id),
+                            Ok(meeting) => {
+                                acknowledged.lock().unwrap().push(meeting.into_inner().id)
+                            }
                             Err(_) => break,
                         }
                     }
@@ -67,9 +69,14 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() > 20, "too few creates to mean anything");
     for id in &acknowledged {
-        assert!(store.meeting(*id).await.unwrap().is_some(), "acknowledged {id} has no ledger entry");
         assert!(
-            audit.iter().any(|r| r.meeting_id == Some(*id) && r.outcome == Outcome::Allowed),
+            store.meeting(*id).await.unwrap().is_some(),
+            "acknowledged {id} has no ledger entry"
+        );
+        assert!(
+            audit
+                .iter()
+                .any(|r| r.meeting_id == Some(*id) && r.outcome == Outcome::Allowed),
             "acknowledged {id} has no audit record"
         );
     }
@@ -78,7 +85,10 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
     for account in [SALES_ZOOM_ID, SUPPORT_ZOOM_ID] {
         for meeting in zoom.meetings(account) {
             let id = meeting["id"].as_i64().unwrap();
-            if !audit.iter().any(|r| r.meeting_id == Some(id) && r.outcome == Outcome::Allowed) {
+            if !audit
+                .iter()
+                .any(|r| r.meeting_id == Some(id) && r.outcome == Outcome::Allowed)
+            {
                 let host = meeting["host_email"].as_str().unwrap().to_owned();
                 *unaudited.entry(host).or_default() += 1;
             }
@@ -98,7 +108,10 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
         "{} acknowledged, {} meetings in Zoom without an outcome, {} unknown intents",
         acknowledged.len(),
         unaudited.values().sum::<usize>(),
-        audit.iter().filter(|r| r.outcome == Outcome::Unknown).count()
+        audit
+            .iter()
+            .filter(|r| r.outcome == Outcome::Unknown)
+            .count()
     );
     store.close().await;
     zoom.shutdown().await;
