@@ -14,6 +14,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::config::{Config, Limits, TlsConfig};
 use crate::grpc::MeetingsService;
+use crate::grpc::decode_errors::DecodeErrorsLayer;
 use crate::listener::{self, TrackStreamsLayer};
 use crate::meetings::Meetings;
 use crate::policy::Policy;
@@ -91,6 +92,7 @@ impl App {
             zoom,
             tokens.clone(),
             recorder.clone(),
+            config.limits.max_requests_in_flight_per_caller,
         );
         let listener = TcpListener::bind(config.listen_addr)
             .await
@@ -173,6 +175,9 @@ impl App {
         let tasks = self.service.tasks();
         builder
             .layer(TrackStreamsLayer)
+            .layer(DecodeErrorsLayer {
+                max_message_bytes: limits.max_message_bytes,
+            })
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection)

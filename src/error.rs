@@ -77,6 +77,9 @@ pub enum Error {
         code: Option<i64>,
         message: String,
     },
+    /// The caller already has as many requests in flight as it may.
+    #[error("caller `{caller}` has {limit} requests in flight, the most it may")]
+    TooManyRequests { caller: String, limit: usize },
     /// The store refused a read or the intent of a change: nothing reached Zoom.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
@@ -128,6 +131,7 @@ impl Error {
             | Error::NotFound { .. }
             | Error::PermissionDenied { .. }
             | Error::RateLimited { .. }
+            | Error::TooManyRequests { .. }
             | Error::ZoomTimeout { .. } => self.to_string(),
             Error::ZoomUnavailable { account, .. } => {
                 format!("zoom is unavailable for account `{account}`")
@@ -180,6 +184,7 @@ impl Error {
             Error::MissingScope { .. } => "ZOOM_SCOPE_MISSING",
             Error::ZoomRejected { .. } => "ZOOM_REJECTED",
             Error::ZoomRefused { .. } => "ZOOM_REFUSED",
+            Error::TooManyRequests { .. } => "TOO_MANY_REQUESTS_IN_FLIGHT",
             Error::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Error::NotRecorded { .. } => "CHANGE_NOT_RECORDED",
             Error::Internal(_) => "INTERNAL",

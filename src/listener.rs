@@ -287,8 +287,8 @@ impl AsyncWrite for Connection {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut()
-            .poll_progress(cx, |stream, cx| stream.poll_flush(cx))
+        // A TCP flush is always ready: it says nothing about whether the client takes data.
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -375,5 +375,71 @@ where
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            handshake_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            write_stall_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        }
+    }
+
+    /// A [`Connection`] on the server side of a loopback pair, and the client's end.
+    async fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, remote) = listener.accept().await.unwrap();
+        let slot = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+        (Connection::new(server, remote, slot, limits()), client)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_stalls_the_writer_into_an_error() {
+        let (mut server, _client) = pair().await;
+        let chunk = vec![0u8; 64 * 1024];
+        let started = Instant::now();
+        let error = loop {
+            if let Err(error) = server.write_all(&chunk).await {
+                break error;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "never stalled");
+        };
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_times_out_of_its_handshake() {
+        let (mut server, _client) = pair().await;
+        let mut buf = [0u8; 16];
+        let error = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_keeps_the_connection_open() {
+        let (mut server, mut client) = pair().await;
+        let guard = server.info.activity.begin();
+        client.write_all(b"x").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut buf = [0u8; 1];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 1);
+        drop(guard);
+        let error = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            io::ErrorKind::TimedOut,
+            "idle after the request"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! the one mapping from [`Error`] to `Status`. Proto types stop here.
 
 pub mod convert;
+pub mod decode_errors;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,12 +47,24 @@ impl MeetingsService {
 
     /// Runs the request path in a task of its own, so that a caller who hangs up or runs out of
     /// time cannot cut it between Zoom's answer and the ledger and audit writes that must follow.
-    async fn detached<T, Fut>(&self, request: impl FnOnce(Meetings) -> Fut) -> Result<T, Status>
+    /// The request counts against the caller's requests in flight until that task ends.
+    async fn detached<T, Fut>(
+        &self,
+        caller: Arc<Caller>,
+        request: impl FnOnce(Meetings, Arc<Caller>) -> Fut,
+    ) -> Result<T, Status>
     where
         T: Send + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
-        match self.tasks.spawn(request(self.meetings.clone())).await {
+        let admitted = self.meetings.admit(&caller).map_err(status)?;
+        let request = request(self.meetings.clone(), caller);
+        let task = async move {
+            let result = request.await;
+            drop(admitted);
+            result
+        };
+        match self.tasks.spawn(task).await {
             Ok(result) => result.map_err(status),
             Err(error) => Err(status(Error::Internal(format!(
                 "request task failed: {error}"
@@ -138,7 +151,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
         );
         let (user, body) = both(user, body).map_err(status)?;
         let view = self
-            .detached(|meetings| async move { meetings.create(&caller, user, body).await })
+            .detached(caller, |meetings, caller| async move {
+                meetings.create(&caller, user, body).await
+            })
             .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
@@ -155,7 +170,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
         )
         .map_err(status)?;
         let view = self
-            .detached(|meetings| async move { meetings.get(&caller, id, occurrence).await })
+            .detached(caller, |meetings, caller| async move {
+                meetings.get(&caller, id, occurrence).await
+            })
             .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
@@ -173,9 +190,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
         let body = convert::update_body(request.meeting.as_ref(), request.update_mask.as_ref());
         let ((id, occurrence), body) = both(ids, body).map_err(status)?;
         let view = self
-            .detached(
-                |meetings| async move { meetings.update(&caller, id, occurrence, body).await },
-            )
+            .detached(caller, |meetings, caller| async move {
+                meetings.update(&caller, id, occurrence, body).await
+            })
             .await?;
         Ok(Response::new(convert::meeting_to_proto(view)))
     }
@@ -191,8 +208,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::occurrence_id(&request.occurrence_id),
         )
         .map_err(status)?;
-        self.detached(|meetings| async move { meetings.delete(&caller, id, occurrence).await })
-            .await?;
+        self.detached(caller, |meetings, caller| async move {
+            meetings.delete(&caller, id, occurrence).await
+        })
+        .await?;
         Ok(Response::new(()))
     }
 
@@ -208,7 +227,9 @@ impl proto::meetings_server::Meetings for MeetingsService {
         )
         .map_err(status)?;
         let list = self
-            .detached(|meetings| async move { meetings.list(&caller, user, query).await })
+            .detached(caller, |meetings, caller| async move {
+                meetings.list(&caller, user, query).await
+            })
             .await?;
         Ok(Response::new(convert::list_to_proto(list)))
     }
@@ -219,8 +240,10 @@ impl proto::meetings_server::Meetings for MeetingsService {
     ) -> Result<Response<proto::EndMeetingResponse>, Status> {
         let caller = caller_of(&request)?;
         let id = convert::meeting_id(request.get_ref().meeting_id).map_err(status)?;
-        self.detached(|meetings| async move { meetings.end(&caller, id).await })
-            .await?;
+        self.detached(caller, |meetings, caller| async move {
+            meetings.end(&caller, id).await
+        })
+        .await?;
         Ok(Response::new(proto::EndMeetingResponse {}))
     }
 }
@@ -244,7 +267,7 @@ pub fn code(error: &Error) -> Code {
         Error::Unauthenticated => Code::Unauthenticated,
         Error::NotFound { .. } => Code::NotFound,
         Error::PermissionDenied { .. } => Code::PermissionDenied,
-        Error::RateLimited { .. } => Code::ResourceExhausted,
+        Error::RateLimited { .. } | Error::TooManyRequests { .. } => Code::ResourceExhausted,
         Error::ZoomUnavailable { .. } | Error::StoreUnavailable(_) => Code::Unavailable,
         Error::ZoomTimeout { .. } => Code::DeadlineExceeded,
         Error::MissingScope { .. } | Error::ZoomRefused { .. } => Code::FailedPrecondition,
@@ -304,6 +327,9 @@ pub fn status(error: Error) -> Status {
         }
         Error::StoreUnavailable(_) => {
             details.set_retry_info(Some(STORE_RETRY_AFTER));
+        }
+        Error::TooManyRequests { limit, .. } => {
+            metadata.insert("limit".to_owned(), limit.to_string());
         }
         Error::NotRecorded { meeting_id, .. } => {
             if let Some(id) = meeting_id {

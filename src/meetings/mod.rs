@@ -4,6 +4,7 @@
 //! Order matters: no Zoom call happens for a target the caller may not touch, and a target that
 //! exists outside the caller's grants answers exactly like one that does not exist.
 
+mod in_flight;
 mod ledger;
 mod probes;
 mod redact;
@@ -22,6 +23,8 @@ use crate::store::{AuditRecord, Completion, LedgerChange, MeetingRecord, Outcome
 use crate::token::{CallError, TokenCache, TokenError};
 use crate::zoom::{ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting};
 
+pub use self::in_flight::Admitted;
+use self::in_flight::InFlight;
 use self::ledger::LedgerCache;
 use self::probes::Probes;
 use self::redact::redact;
@@ -75,6 +78,7 @@ struct Inner {
     /// Read-through cache of the store's meeting ledger; written through on every change.
     ledger: LedgerCache,
     probes: Probes,
+    in_flight: InFlight,
 }
 
 /// A meeting whose owner is known and whose caller is authorized.
@@ -110,6 +114,7 @@ impl Meetings {
         zoom: ZoomClient,
         tokens: TokenCache,
         recorder: Arc<Recorder>,
+        max_in_flight_per_caller: usize,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -121,8 +126,22 @@ impl Meetings {
                 tokens,
                 recorder,
                 ledger: LedgerCache::new(ledger::LEDGER_CACHE_ENTRIES),
+                in_flight: InFlight::new(max_in_flight_per_caller),
             }),
         }
+    }
+
+    /// Admits one request of `caller`, or refuses it when the caller already has
+    /// `limits.max_requests_in_flight_per_caller` in flight. The request counts until the
+    /// returned guard is dropped.
+    pub fn admit(&self, caller: &Caller) -> Result<Admitted, Error> {
+        self.inner
+            .in_flight
+            .admit(&caller.name)
+            .ok_or_else(|| Error::TooManyRequests {
+                caller: caller.name.clone(),
+                limit: self.inner.in_flight.limit(),
+            })
     }
 
     /// Creates a meeting hosted by `user`; `body` is Zoom's create body.
