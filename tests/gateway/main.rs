@@ -4,6 +4,7 @@ mod support;
 
 mod audit;
 mod cli;
+mod config_file;
 mod demo;
 mod errors;
 mod health;
@@ -12,5 +13,6 @@ mod logs;
 mod meetings;
 mod mtls;
 mod restart;
+mod terminal;
 mod tokens;
 mod validation;
