@@ -147,10 +147,11 @@ pub(crate) async fn run_until_signal(app: crate::App, grace: std::time::Duration
 }
 
 async fn emulator(path: &Path, listen: Option<SocketAddr>) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
+    // Read like the gateway's config: a regular file, bounded in size.
+    let text = match crate::config::read_config_text(path) {
         Ok(text) => text,
         Err(error) => {
-            errln!("error: cannot read {}: {error}", path.display());
+            errln!("error: {error}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -223,10 +224,17 @@ fn hash_key(key: Option<String>) -> ExitCode {
     let key = match key {
         Some(key) => key,
         None => {
+            // Bounded: `hash-key < /dev/zero` must not fill memory looking for a newline.
+            const MAX_KEY_LINE: u64 = 64 << 10;
             let mut line = String::new();
-            if let Err(error) = std::io::stdin().read_line(&mut line) {
+            let mut stdin = std::io::Read::take(std::io::stdin().lock(), MAX_KEY_LINE);
+            if let Err(error) = std::io::BufRead::read_line(&mut stdin, &mut line) {
                 errln!("error: cannot read stdin: {error}");
                 return ExitCode::FAILURE;
+            }
+            if line.len() as u64 >= MAX_KEY_LINE && !line.ends_with('\n') {
+                errln!("error: the key is longer than {MAX_KEY_LINE} bytes");
+                return ExitCode::from(EXIT_USAGE);
             }
             line.trim_end_matches(['\r', '\n']).to_owned()
         }

@@ -400,3 +400,36 @@ fn any_number_in_any_field_is_named_or_serves() {
     });
     runtime.block_on(zoom.shutdown());
 }
+
+#[test]
+fn other_commands_read_bounded_input_too() {
+    // `emulator --config /dev/zero` is refused like the gateway's config.
+    let mut child = zoomgate(&["emulator", "--config", "/dev/zero"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("emulator --config /dev/zero did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(64), "{}", text(&output));
+    assert!(
+        text(&output).contains("not a regular file"),
+        "{}",
+        text(&output)
+    );
+
+    // `hash-key` reads one bounded line from stdin, not until memory runs out.
+    let output = zoomgate(&["hash-key"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64), "{}", text(&output));
+    assert!(text(&output).contains("longer than"), "{}", text(&output));
+}
