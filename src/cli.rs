@@ -1,5 +1,6 @@
 //! The `zoomgate` command line: serve, demo, emulator, check-config, meetings client, audit.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,21 @@ use crate::telemetry::{self, LogFormat};
 
 /// Exit code for a configuration or usage error (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
+
+/// `println!` for people: the line goes through [`escape_for_terminal`]. Every human-readable
+/// line of the CLI is printed with it or with [`errln!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        println!("{}", escape_for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` for people, through [`escape_for_terminal`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        eprintln!("{}", escape_for_terminal(&format!($($arg)*)))
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,7 +105,7 @@ async fn serve(path: &Path) -> ExitCode {
     let config = match Config::load(path, &process_env()) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {}: {error}", path.display());
+            errln!("error: {}: {error}", path.display());
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -97,7 +113,7 @@ async fn serve(path: &Path) -> ExitCode {
     let app = match crate::App::build(config).await {
         Ok(app) => app,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -116,11 +132,11 @@ pub(crate) async fn run_until_signal(app: crate::App, grace: std::time::Duration
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
         Ok(Ok(Err(error))) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             ExitCode::FAILURE
         }
         Ok(Err(error)) => {
-            eprintln!("error: server task failed: {error}");
+            errln!("error: server task failed: {error}");
             ExitCode::FAILURE
         }
         Err(_) => {
@@ -131,17 +147,18 @@ pub(crate) async fn run_until_signal(app: crate::App, grace: std::time::Duration
 }
 
 async fn emulator(path: &Path, listen: Option<SocketAddr>) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
+    // Read like the gateway's config: a regular file, bounded in size.
+    let text = match crate::config::read_config_text(path) {
         Ok(text) => text,
         Err(error) => {
-            eprintln!("error: cannot read {}: {error}", path.display());
+            errln!("error: {error}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     let config = match crate::emulator::EmulatorConfig::from_toml(&text) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {}: {error}", path.display());
+            errln!("error: {}: {error}", path.display());
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -149,13 +166,13 @@ async fn emulator(path: &Path, listen: Option<SocketAddr>) -> ExitCode {
     let emulator = match crate::emulator::Emulator::start(config, addr).await {
         Ok(emulator) => emulator,
         Err(error) => {
-            eprintln!("error: cannot listen on {addr}: {error}");
+            errln!("error: cannot listen on {addr}: {error}");
             return ExitCode::FAILURE;
         }
     };
-    println!("Zoom emulator listening on {}", emulator.base_url());
-    println!("  API:   {}", emulator.api_url());
-    println!("  OAuth: {}", emulator.oauth_url());
+    outln!("Zoom emulator listening on {}", emulator.base_url());
+    outln!("  API:   {}", emulator.api_url());
+    outln!("  OAuth: {}", emulator.oauth_url());
     crate::shutdown::signal().await;
     emulator.shutdown().await;
     ExitCode::SUCCESS
@@ -164,14 +181,15 @@ async fn emulator(path: &Path, listen: Option<SocketAddr>) -> ExitCode {
 fn check_config(path: &Path) -> ExitCode {
     match Config::load(path, &process_env()) {
         Ok(config) => {
-            println!("{}: ok", path.display());
-            println!("  listen_addr: {}", config.listen_addr);
-            println!(
+            outln!("{}: ok", path.display());
+            outln!("  listen_addr: {}", config.listen_addr);
+            outln!(
                 "  zoom: {} (token: {})",
-                config.zoom_api_url, config.zoom_oauth_url
+                config.zoom_api_url,
+                config.zoom_oauth_url
             );
-            println!("  store: {}", config.store);
-            println!(
+            outln!("  store: {}", config.store);
+            outln!(
                 "  tls: {}",
                 match &config.tls {
                     None => "off",
@@ -180,21 +198,23 @@ fn check_config(path: &Path) -> ExitCode {
                 }
             );
             for account in config.accounts.iter() {
-                println!(
+                outln!(
                     "  account {}: zoom account {}, plan {:?}",
-                    account.name, account.zoom_account_id, account.plan
+                    account.name,
+                    account.zoom_account_id,
+                    account.plan
                 );
             }
             for caller in config.policy.callers() {
-                println!("  caller {}", caller.name);
+                outln!("  caller {}", caller.name);
             }
             for warning in config.warnings() {
-                println!("  warning: {warning}");
+                outln!("  warning: {warning}");
             }
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("{}: {error}", path.display());
+            errln!("{}: {error}", path.display());
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -204,19 +224,26 @@ fn hash_key(key: Option<String>) -> ExitCode {
     let key = match key {
         Some(key) => key,
         None => {
+            // Bounded: `hash-key < /dev/zero` must not fill memory looking for a newline.
+            const MAX_KEY_LINE: u64 = 64 << 10;
             let mut line = String::new();
-            if let Err(error) = std::io::stdin().read_line(&mut line) {
-                eprintln!("error: cannot read stdin: {error}");
+            let mut stdin = std::io::Read::take(std::io::stdin().lock(), MAX_KEY_LINE);
+            if let Err(error) = std::io::BufRead::read_line(&mut stdin, &mut line) {
+                errln!("error: cannot read stdin: {error}");
                 return ExitCode::FAILURE;
+            }
+            if line.len() as u64 >= MAX_KEY_LINE && !line.ends_with('\n') {
+                errln!("error: the key is longer than {MAX_KEY_LINE} bytes");
+                return ExitCode::from(EXIT_USAGE);
             }
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
     if key.is_empty() {
-        eprintln!("error: the key is empty");
+        errln!("error: the key is empty");
         return ExitCode::from(EXIT_USAGE);
     }
-    println!("{}", crate::policy::hash_api_key(&key));
+    outln!("{}", crate::policy::hash_api_key(&key));
     ExitCode::SUCCESS
 }
 
@@ -379,12 +406,12 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
         Ok(endpoint) => match endpoint.connect().await {
             Ok(channel) => channel,
             Err(error) => {
-                eprintln!("error: cannot connect to {}: {error}", args.addr);
+                errln!("error: cannot connect to {}: {error}", args.addr);
                 return ExitCode::FAILURE;
             }
         },
         Err(error) => {
-            eprintln!("error: --addr {}: {error}", args.addr);
+            errln!("error: --addr {}: {error}", args.addr);
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -395,7 +422,7 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
     {
         Some(Ok(value)) => Some(value),
         Some(Err(_)) => {
-            eprintln!("error: --api-key contains characters not allowed in a header");
+            errln!("error: --api-key contains characters not allowed in a header");
             return ExitCode::from(EXIT_USAGE);
         }
         None => None,
@@ -527,31 +554,31 @@ fn meeting_json(m: &proto::Meeting) -> Value {
 
 fn print_meeting(m: &proto::Meeting, json: bool) {
     if json {
-        println!("{}", meeting_json(m));
+        json_out(&meeting_json(m));
         return;
     }
-    println!("meeting {}  ({})", m.id, m.account);
-    println!("  topic:    {}", m.topic);
-    println!("  host:     {} ({})", m.host_email, m.host_id);
+    outln!("meeting {}  ({})", m.id, m.account);
+    outln!("  topic:    {}", m.topic);
+    outln!("  host:     {} ({})", m.host_email, m.host_id);
     if m.start_time.is_some() {
-        println!(
+        outln!(
             "  starts:   {} for {} min",
             time_text(m.start_time.as_ref()),
             m.duration_minutes
         );
     }
     if !m.status.is_empty() {
-        println!("  status:   {}", m.status);
+        outln!("  status:   {}", m.status);
     }
-    println!("  join:     {}", m.join_url);
+    outln!("  join:     {}", m.join_url);
     if !m.start_url.is_empty() {
-        println!("  start:    {}", m.start_url);
+        outln!("  start:    {}", m.start_url);
     }
     if !m.password.is_empty() {
-        println!("  passcode: {}", m.password);
+        outln!("  passcode: {}", m.password);
     }
     for o in &m.occurrences {
-        println!(
+        outln!(
             "  occurrence {}: {} {}",
             o.occurrence_id,
             time_text(o.start_time.as_ref()),
@@ -567,11 +594,11 @@ fn print_list(list: &proto::ListMeetingsResponse, json: bool) {
             "next_page_token": list.next_page_token,
             "total_size": list.total_size,
         });
-        println!("{value}");
+        json_out(&value);
         return;
     }
     for m in &list.meetings {
-        println!(
+        outln!(
             "{:>14}  {:<14} {:<26} {}",
             m.id,
             m.account,
@@ -579,17 +606,17 @@ fn print_list(list: &proto::ListMeetingsResponse, json: bool) {
             m.topic
         );
     }
-    println!("{} of {} meetings", list.meetings.len(), list.total_size);
+    outln!("{} of {} meetings", list.meetings.len(), list.total_size);
     if !list.next_page_token.is_empty() {
-        println!("next page: --page-token {}", list.next_page_token);
+        outln!("next page: --page-token {}", list.next_page_token);
     }
 }
 
 fn print_done(message: &str, json: bool) {
     if json {
-        println!("{}", json!({ "ok": true, "message": message }));
+        json_out(&json!({ "ok": true, "message": message }));
     } else {
-        println!("{message}");
+        outln!("{message}");
     }
 }
 
@@ -615,15 +642,15 @@ fn print_status(status: &tonic::Status, json: bool) {
             "reason": reason,
             "field_violations": violations.iter().map(|(f, d)| json!({"field": f, "description": d})).collect::<Vec<_>>(),
         });
-        eprintln!("{value}");
+        json_err(&value);
         return;
     }
-    eprintln!("error: {:?}: {}", status.code(), status.message());
+    errln!("error: {:?}: {}", status.code(), status.message());
     if !reason.is_empty() {
-        eprintln!("  reason: {reason}");
+        errln!("  reason: {reason}");
     }
     for (field, description) in violations {
-        eprintln!("  {field}: {description}");
+        errln!("  {field}: {description}");
     }
 }
 
@@ -675,19 +702,19 @@ async fn audit(args: AuditArgs) -> ExitCode {
         (None, Some(path)) => match crate::config::store_location(path) {
             Ok(location) => location,
             Err(error) => {
-                eprintln!("error: {}: {error}", path.display());
+                errln!("error: {}: {error}", path.display());
                 return ExitCode::from(EXIT_USAGE);
             }
         },
         (None, None) => {
-            eprintln!("error: give --config or --store");
+            errln!("error: give --config or --store");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     let store = match crate::store::open(&location).await {
         Ok(store) => store,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -710,7 +737,7 @@ async fn audit(args: AuditArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             ExitCode::FAILURE
         }
     }
@@ -729,10 +756,10 @@ fn print_audit(r: &AuditRecord, json: bool) {
             "outcome": r.outcome.to_string(),
             "detail": r.detail,
         });
-        println!("{value}");
+        json_out(&value);
         return;
     }
-    println!(
+    outln!(
         "{}  {:<8} {:<18} {:<16} {:<14} {:<28} {}{}",
         r.at.format("%Y-%m-%d %H:%M:%S%.3f"),
         r.outcome.to_string(),
@@ -750,9 +777,96 @@ fn print_audit(r: &AuditRecord, json: bool) {
     );
 }
 
+// === terminal output ===
+
+/// Tells whether `c` must not reach a terminal raw: control characters (C0 including ESC, NUL,
+/// CR and LF, DEL, C1), format characters (bidi overrides such as U+202E, zero-width spaces)
+/// and the line and paragraph separators.
+fn is_unsafe_for_terminal(c: char) -> bool {
+    crate::routing::is_control_or_format(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Returns `text` with every character of [`is_unsafe_for_terminal`] written as a Rust-style
+/// `\u{1b}` escape, so that nothing from a record, a server or a config file can move the
+/// cursor, retitle the window, hide or reorder text. Used for every human-readable line.
+fn escape_for_terminal(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_for_terminal) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe_for_terminal(c) {
+            escaped.extend(c.escape_unicode());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Serializes `value` as one line of JSON in which every character of
+/// [`is_unsafe_for_terminal`] is a `\uXXXX` escape. serde_json escapes only U+0000 to U+001F;
+/// the rest can only occur inside strings, where the escape means the same character.
+fn json_line(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(is_unsafe_for_terminal) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe_for_terminal(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                escaped.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+fn json_out(value: &Value) {
+    println!("{}", json_line(value));
+}
+
+fn json_err(value: &Value) {
+    eprintln!("{}", json_line(value));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_output_escapes_control_and_bidi_characters() {
+        assert_eq!(escape_for_terminal("plain é ✓"), "plain é ✓");
+        assert!(matches!(escape_for_terminal("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_for_terminal("a\u{1b}[2Jb\u{1b}]0;x\u{7}c\0d\u{7f}e\u{9b}f"),
+            "a\\u{1b}[2Jb\\u{1b}]0;x\\u{7}c\\u{0}d\\u{7f}e\\u{9b}f"
+        );
+        assert_eq!(
+            escape_for_terminal("moc.\u{202e}evil\u{200b}\u{2066}\u{feff}\u{2028}\n\t\r"),
+            "moc.\\u{202e}evil\\u{200b}\\u{2066}\\u{feff}\\u{2028}\\u{a}\\u{9}\\u{d}"
+        );
+        assert_eq!(escape_for_terminal("tag\u{e0041}"), "tag\\u{e0041}");
+    }
+
+    #[test]
+    fn json_output_escapes_what_serde_json_leaves_raw() {
+        let evil = "a\u{1b}]0;x\u{7}\0\u{7f}\u{85}\u{202e}\u{2029}\u{e0041}z";
+        let value = json!({ "user": evil, "n": 1 });
+        let line = json_line(&value);
+        assert!(!line.chars().any(is_unsafe_for_terminal), "{line}");
+        assert!(
+            line.contains("\\u202e") && line.contains("\\udb40\\udc41"),
+            "{line}"
+        );
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, value);
+        assert_eq!(json_line(&json!({"a": "b"})), r#"{"a":"b"}"#);
+    }
 
     #[test]
     fn parsed_arguments_never_show_the_api_key() {

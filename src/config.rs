@@ -6,12 +6,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::SecretString;
 use serde::Deserialize;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::accounts::{Account, AccountName, Accounts, Plan};
 use crate::policy::{Policy, RawCaller, RawUserGroup};
@@ -32,13 +37,13 @@ pub struct RawConfig {
     /// Zoom's OAuth token endpoint. Default `https://zoom.us/oauth/token`.
     #[serde(default = "default_zoom_oauth_url")]
     pub zoom_oauth_url: String,
-    /// Upper bound for one gRPC request, in seconds. Default 30.
+    /// Upper bound for one gRPC request, in seconds, 1 to 3600. Default 30.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
-    /// Upper bound for one call to Zoom, in seconds. Default 10.
+    /// Upper bound for one call to Zoom, in seconds, 1 to 3600. Default 10.
     #[serde(default = "default_zoom_timeout_secs")]
     pub zoom_timeout_secs: u64,
-    /// How long shutdown waits for requests in flight, in seconds. Default 20.
+    /// How long shutdown waits for requests in flight, in seconds, 0 to 3600. Default 20.
     #[serde(default = "default_shutdown_grace_period_secs")]
     pub shutdown_grace_period_secs: u64,
     /// Where durable state lives: `sqlite:PATH` or a bare path. Default `sqlite:zoomgate.db`.
@@ -73,13 +78,14 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenSettings {
-    /// A token is replaced this long before it expires, in seconds. Default 300.
+    /// A token is replaced this long before it expires, in seconds, 0 to 86400. Default 300.
     #[serde(default = "default_refresh_margin_secs")]
     pub refresh_margin_secs: u64,
-    /// First pause after a failed token fetch, in seconds; it doubles up to `max_cooldown_secs`. Default 1.
+    /// First pause after a failed token fetch, in seconds, 1 to 86400; it doubles up to
+    /// `max_cooldown_secs`. Default 1.
     #[serde(default = "default_failure_cooldown_secs")]
     pub failure_cooldown_secs: u64,
-    /// Longest pause between failed token fetches, in seconds. Default 60.
+    /// Longest pause between failed token fetches, in seconds, 1 to 86400. Default 60.
     #[serde(default = "default_max_cooldown_secs")]
     pub max_cooldown_secs: u64,
 }
@@ -97,10 +103,12 @@ impl Default for RawTokenSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoutingSettings {
-    /// How long a user found by a probe stays mapped to its account, in seconds. Default 600.
+    /// How long a user found by a probe stays mapped to its account, in seconds, 0 to 2592000
+    /// (30 days). Default 600.
     #[serde(default = "default_user_cache_ttl_secs")]
     pub user_cache_ttl_secs: u64,
-    /// How long "user is not in this account" is remembered, in seconds. Default 60.
+    /// How long "user is not in this account" is remembered, in seconds, 0 to 2592000 (30 days).
+    /// Default 60.
     #[serde(default = "default_negative_cache_ttl_secs")]
     pub negative_cache_ttl_secs: u64,
 }
@@ -318,6 +326,20 @@ impl RawLimits {
     }
 }
 
+/// Longest timeout (`request_timeout_secs`, `zoom_timeout_secs`) and shutdown grace period, in
+/// seconds: one hour.
+pub const MAX_TIMEOUT_SECS: u64 = 3_600;
+/// Longest token refresh margin and fetch cooldown, in seconds: one day.
+pub const MAX_TOKEN_SECS: u64 = 86_400;
+/// Longest lifetime of a directory cache entry, in seconds: 30 days.
+pub const MAX_CACHE_TTL_SECS: u64 = 30 * 86_400;
+
+/// Checks a duration setting in seconds with [`bounded`]. Every duration of the config has an
+/// upper bound: `Instant + Duration` panics past what an `Instant` can hold.
+fn bounded_secs(field: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    bounded(field, value, min, max).map(Duration::from_secs)
+}
+
 /// Checks that `value` lies in `min..=max`, naming the field and the range otherwise.
 fn bounded(field: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
     if (min..=max).contains(&value) {
@@ -380,10 +402,7 @@ impl Config {
     /// Reads and validates the file at `path`. Relative paths inside it resolve against the
     /// file's directory; secrets come from `env` or from files.
     pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_config_text(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml(&text, env, base)
     }
@@ -394,8 +413,7 @@ impl Config {
         env: &HashMap<String, String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         raw.validate(env, base_dir)
     }
 
@@ -425,11 +443,8 @@ pub fn store_location(path: &Path) -> Result<String, ConfigError> {
         #[serde(default = "default_store")]
         store: String,
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let raw: StoreOnly = toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+    let text = read_config_text(path)?;
+    let raw: StoreOnly = toml::from_str(&text).map_err(|e| syntax_error(&text, &e))?;
     store::resolve_location(&raw.store, path.parent().unwrap_or(Path::new(".")))
         .map_err(|e| invalid("store", e.to_string()))
 }
@@ -452,9 +467,24 @@ impl RawConfig {
         })?;
         check_url("zoom_api_url", &self.zoom_api_url)?;
         check_url("zoom_oauth_url", &self.zoom_oauth_url)?;
-        let request_timeout = positive_secs("request_timeout_secs", self.request_timeout_secs)?;
-        let zoom_timeout = positive_secs("zoom_timeout_secs", self.zoom_timeout_secs)?;
-        let shutdown_grace_period = Duration::from_secs(self.shutdown_grace_period_secs);
+        let request_timeout = bounded_secs(
+            "request_timeout_secs",
+            self.request_timeout_secs,
+            1,
+            MAX_TIMEOUT_SECS,
+        )?;
+        let zoom_timeout = bounded_secs(
+            "zoom_timeout_secs",
+            self.zoom_timeout_secs,
+            1,
+            MAX_TIMEOUT_SECS,
+        )?;
+        let shutdown_grace_period = bounded_secs(
+            "shutdown_grace_period_secs",
+            self.shutdown_grace_period_secs,
+            0,
+            MAX_TIMEOUT_SECS,
+        )?;
         if self.store.trim().is_empty() {
             return Err(invalid(
                 "store",
@@ -463,17 +493,42 @@ impl RawConfig {
         }
         let store = store::resolve_location(&self.store, base_dir)
             .map_err(|e| invalid("store", e.to_string()))?;
+        check_store_file(&store)?;
         let tls = self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?;
         let limits = self.limits.validate()?;
 
         let token = TokenSettings {
-            refresh_margin: Duration::from_secs(self.token.refresh_margin_secs),
-            failure_cooldown: positive_secs(
+            refresh_margin: bounded_secs(
+                "token.refresh_margin_secs",
+                self.token.refresh_margin_secs,
+                0,
+                MAX_TOKEN_SECS,
+            )?,
+            failure_cooldown: bounded_secs(
                 "token.failure_cooldown_secs",
                 self.token.failure_cooldown_secs,
+                1,
+                MAX_TOKEN_SECS,
             )?,
-            max_cooldown: positive_secs("token.max_cooldown_secs", self.token.max_cooldown_secs)?,
+            max_cooldown: bounded_secs(
+                "token.max_cooldown_secs",
+                self.token.max_cooldown_secs,
+                1,
+                MAX_TOKEN_SECS,
+            )?,
         };
+        let user_cache_ttl = bounded_secs(
+            "routing.user_cache_ttl_secs",
+            self.routing.user_cache_ttl_secs,
+            0,
+            MAX_CACHE_TTL_SECS,
+        )?;
+        let negative_cache_ttl = bounded_secs(
+            "routing.negative_cache_ttl_secs",
+            self.routing.negative_cache_ttl_secs,
+            0,
+            MAX_CACHE_TTL_SECS,
+        )?;
         if token.max_cooldown < token.failure_cooldown {
             return Err(invalid(
                 "token.max_cooldown_secs",
@@ -546,8 +601,8 @@ impl RawConfig {
             token,
             routing: RoutingSettings {
                 rules,
-                user_cache_ttl: Duration::from_secs(self.routing.user_cache_ttl_secs),
-                negative_cache_ttl: Duration::from_secs(self.routing.negative_cache_ttl_secs),
+                user_cache_ttl,
+                negative_cache_ttl,
             },
             limits,
             accounts,
@@ -556,18 +611,228 @@ impl RawConfig {
     }
 }
 
+/// Checks a Zoom URL: `http` or `https`, a host written out, no credentials, no whitespace or
+/// control characters.
+///
+/// The URL parser alone is not enough: it reads `http:///v2` as the host `v2`, and would
+/// keep `user:password@`. The authority is therefore checked as written. Errors never echo
+/// the URL, which may carry a password.
 fn check_url(field: &str, value: &str) -> Result<(), ConfigError> {
-    match reqwest::Url::parse(value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        _ => Err(invalid(field, format!("`{value}` is not an http(s) URL"))),
+    const FORM: &str = "must be an http(s) URL with a host, e.g. https://api.zoom.us/v2";
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            field,
+            "must not contain whitespace or control characters",
+        ));
+    }
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return Err(invalid(field, FORM));
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(invalid(field, FORM));
+    }
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(invalid(
+            field,
+            "must not carry credentials (user:password@): Zoom credentials come from each \
+             account's client secret",
+        ));
+    }
+    let Ok(url) = reqwest::Url::parse(value) else {
+        return Err(invalid(field, FORM));
+    };
+    let has_host = !authority.is_empty()
+        && !authority.starts_with(':')
+        && url.host_str().is_some_and(|host| !host.is_empty());
+    if !has_host || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(field, FORM));
+    }
+    Ok(())
+}
+
+/// Checks what `serve` needs of an SQLite store without creating anything: its directory
+/// exists, and the file, if it is there already, is a regular file (not a directory, device or
+/// FIFO). `location` is the resolved form, `sqlite:PATH` or `sqlite::memory:`.
+fn check_store_file(location: &str) -> Result<(), ConfigError> {
+    let Some(path) = location.strip_prefix("sqlite:") else {
+        return Ok(());
+    };
+    if path == ":memory:" {
+        return Ok(());
+    }
+    let path = Path::new(path);
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(invalid(
+                "store",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(invalid(
+                "store",
+                format!("the directory {} does not exist", dir.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(invalid(
+                "store",
+                format!("cannot inspect {}: {e}", dir.display()),
+            ));
+        }
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) => Err(invalid(
+            "store",
+            format!("{} {}", path.display(), not_regular(&meta)),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(invalid(
+            "store",
+            format!("cannot inspect {}: {e}", path.display()),
+        )),
     }
 }
 
-fn positive_secs(field: &str, secs: u64) -> Result<Duration, ConfigError> {
-    if secs == 0 {
-        return Err(invalid(field, "must be at least 1"));
+// === files ===
+
+/// Largest config file read, in bytes (16 MiB): room for tens of thousands of callers.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Largest `client_secret_file`, in bytes (64 KiB).
+pub const MAX_SECRET_BYTES: u64 = 64 << 10;
+/// Largest `tls.cert_file` or `tls.key_file`, in bytes (64 KiB).
+pub const MAX_PEM_BYTES: u64 = 64 << 10;
+/// Largest `tls.client_ca_file`, in bytes (1 MiB): a bundle may hold many CAs.
+pub const MAX_CA_BYTES: u64 = 1 << 20;
+
+/// Reads a file the configuration names, or the configuration itself: a regular file (after
+/// following symlinks, as Kubernetes mounts ConfigMaps and Secrets) of at most `limit` bytes.
+///
+/// Anything else is refused before it is opened: `/dev/zero` would fill memory, a FIFO would
+/// block start-up. The size is checked before reading and enforced while reading.
+pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            not_regular(&meta),
+        ));
     }
-    Ok(Duration::from_secs(secs))
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {limit} bytes"),
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        // Replaced between the check and the open.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            not_regular(&meta),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Reads a config file with [`read_limited`] and [`MAX_CONFIG_BYTES`], as UTF-8.
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = read_limited(path, MAX_CONFIG_BYTES).map_err(read_error)?;
+    String::from_utf8(bytes)
+        .map_err(|_| read_error(io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8")))
+}
+
+fn not_regular(meta: &std::fs::Metadata) -> &'static str {
+    if meta.is_dir() {
+        "is a directory, not a regular file"
+    } else {
+        "is not a regular file (a device, FIFO or socket)"
+    }
+}
+
+/// Formats a TOML error as the message, the key path when known and the position, never the
+/// offending line: `client_secret = "…"` is refused as an unknown field, and toml's own Display
+/// would quote it, secret included. Values quoted in the message (serde's `invalid type:
+/// string "…"`) are left out for the same reason.
+fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = redact_quoted_strings(error.message());
+    let message = message.lines().collect::<Vec<_>>().join("; ");
+    // Without its input, the error's Display is the message plus "in `KEY.PATH`".
+    let mut bare = error.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let key = shown
+        .lines()
+        .last()
+        .and_then(|line| line.strip_prefix("in `"))
+        .and_then(|line| line.strip_suffix('`'))
+        .map(|key| format!("{key}: "))
+        .unwrap_or_default();
+    let position = error
+        .span()
+        .map(|span| {
+            let (line, column) = line_and_column(text, span.start);
+            format!(" (line {line}, column {column})")
+        })
+        .unwrap_or_default();
+    ConfigError::Syntax(format!("{key}{message}{position}"))
+}
+
+/// Returns the 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Replaces every double-quoted string in a serde message with `"…"`: such quotes hold a value
+/// from the file (`invalid type: string "…", expected a sequence`). Backslash escapes inside
+/// the quotes are skipped, so an escaped quote does not end the elision early.
+fn redact_quoted_strings(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
+        }
+        out.push_str("\"…\"");
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn resolve_secret(
@@ -583,13 +848,15 @@ fn resolve_secret(
             .ok_or_else(|| invalid(at("client_secret_env"), format!("{var} is not set")))?,
         (None, Some(file)) => {
             let path = base_dir.join(file);
-            std::fs::read_to_string(&path)
-                .map_err(|e| {
-                    invalid(
-                        at("client_secret_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?
+            let cannot_read = |e: io::Error| {
+                invalid(
+                    at("client_secret_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            };
+            let bytes = read_limited(&path, MAX_SECRET_BYTES).map_err(cannot_read)?;
+            String::from_utf8(bytes)
+                .map_err(|_| invalid(at("client_secret_file"), "the client secret is not UTF-8"))?
                 .trim_end_matches(['\r', '\n'])
                 .to_owned()
         }
@@ -617,24 +884,114 @@ fn resolve_secret(
 }
 
 fn load_tls(tls: &RawTls, base_dir: &Path) -> Result<TlsConfig, ConfigError> {
-    let read = |field: &str, file: &Path| {
+    let read = |field: &str, file: &Path, limit: u64| {
         let path = base_dir.join(file);
-        std::fs::read(&path).map_err(|e| {
+        read_limited(&path, limit).map_err(|e| {
             invalid(
                 format!("tls.{field}"),
                 format!("cannot read {}: {e}", path.display()),
             )
         })
     };
-    Ok(TlsConfig {
-        cert_pem: read("cert_file", &tls.cert_file)?,
-        key_pem: SecretBytes(read("key_file", &tls.key_file)?),
+    let config = TlsConfig {
+        cert_pem: read("cert_file", &tls.cert_file, MAX_PEM_BYTES)?,
+        key_pem: SecretBytes(read("key_file", &tls.key_file, MAX_PEM_BYTES)?),
         client_ca_pem: tls
             .client_ca_file
             .as_deref()
-            .map(|f| read("client_ca_file", f))
+            .map(|f| read("client_ca_file", f, MAX_CA_BYTES))
             .transpose()?,
-    })
+    };
+    check_tls(&config)?;
+    Ok(config)
+}
+
+/// Parses the TLS material as the server will when it starts (rustls with aws-lc-rs, like
+/// tonic), so that a file `check-config` accepts also serves: certificates, key, key matching
+/// the certificate, and the client CAs. Errors name the key and never show key material.
+fn check_tls(tls: &TlsConfig) -> Result<(), ConfigError> {
+    use rustls::server::WebPkiClientVerifier;
+
+    let certs = parse_certificates("tls.cert_file", &tls.cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem.0).map_err(|_| {
+        invalid(
+            "tls.key_file",
+            "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("tls", e.to_string()))?;
+    builder
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => invalid(
+                "tls.key_file",
+                "does not match the certificate of tls.cert_file",
+            ),
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                invalid("tls.cert_file", format!("is not a usable certificate: {e}"))
+            }
+            _ => invalid("tls.key_file", "is not a usable private key"),
+        })?;
+
+    if let Some(ca_pem) = &tls.client_ca_pem {
+        let mut roots = rustls::RootCertStore::empty();
+        for (i, ca) in parse_certificates("tls.client_ca_file", ca_pem)?
+            .into_iter()
+            .enumerate()
+        {
+            roots.add(ca).map_err(|e| {
+                invalid(
+                    "tls.client_ca_file",
+                    format!("certificate {} is not a usable CA: {e}", i + 1),
+                )
+            })?;
+        }
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| invalid("tls.client_ca_file", e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Parses every certificate of a PEM file: at least one, each valid X.509.
+fn parse_certificates(
+    field: &str,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(field, pem_problem(&e)))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            field,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        if X509Certificate::from_der(cert).is_err() {
+            return Err(invalid(
+                field,
+                format!("certificate {} is not a valid X.509 certificate", i + 1),
+            ));
+        }
+    }
+    Ok(certs)
+}
+
+/// Describes a PEM error without the bytes some variants carry.
+fn pem_problem(error: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { .. } => "a PEM section has no END line",
+        Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed",
+        Error::Base64Decode(_) => "a PEM section is not valid base64",
+        _ => "is not valid PEM",
+    }
 }
 
 fn default_listen_addr() -> String {
@@ -751,10 +1108,15 @@ domains = ["sales.x.test"]
 
     #[test]
     fn a_minimal_config_gets_defaults() {
-        let config = Config::from_toml(&config(SALES), &env(), Path::new("/etc/zoomgate")).unwrap();
+        // A real directory: the store's directory must exist.
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml(&config(SALES), &env(), dir.path()).unwrap();
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(config.zoom_api_url, "https://api.zoom.us/v2");
-        assert_eq!(config.store, "sqlite:/etc/zoomgate/zoomgate.db");
+        assert_eq!(
+            config.store,
+            format!("sqlite:{}/zoomgate.db", dir.path().display())
+        );
         assert_eq!(config.token.refresh_margin, Duration::from_secs(300));
         let name = AccountName::parse("sales").unwrap();
         assert_eq!(
@@ -879,5 +1241,528 @@ domains = ["sales.x.test"]
             error,
             "accounts[0].client_secret_file: the client secret is empty"
         );
+    }
+
+    // === bounds of durations ===
+
+    /// Every numeric key of the file: (table, key, smallest, largest accepted value).
+    const NUMERIC_FIELDS: [(&str, &str, u64, u64); 19] = [
+        ("", "request_timeout_secs", 1, 3_600),
+        ("", "zoom_timeout_secs", 1, 3_600),
+        ("", "shutdown_grace_period_secs", 0, 3_600),
+        ("token", "refresh_margin_secs", 0, 86_400),
+        ("token", "failure_cooldown_secs", 1, 86_400),
+        ("token", "max_cooldown_secs", 1, 86_400),
+        ("routing", "user_cache_ttl_secs", 0, 2_592_000),
+        ("routing", "negative_cache_ttl_secs", 0, 2_592_000),
+        ("limits", "max_connections", 1, 1_000_000),
+        ("limits", "handshake_timeout_secs", 1, 300),
+        ("limits", "idle_timeout_secs", 1, 86_400),
+        ("limits", "keepalive_interval_secs", 1, 3_600),
+        ("limits", "keepalive_timeout_secs", 1, 300),
+        ("limits", "write_stall_timeout_secs", 1, 300),
+        ("limits", "max_concurrent_streams", 1, 10_000),
+        ("limits", "connection_window_bytes", 65_535, (1 << 31) - 1),
+        ("limits", "stream_window_bytes", 65_535, (1 << 31) - 1),
+        ("limits", "max_message_bytes", 1_024, 64 << 20),
+        ("limits", "max_requests_in_flight_per_caller", 1, 100_000),
+    ];
+
+    /// The test config with one numeric key set; returns it and the key's path.
+    fn with_number(table: &str, key: &str, value: u64) -> (String, String) {
+        if table.is_empty() {
+            let text =
+                config(SALES).replace("[[accounts]]", &format!("{key} = {value}\n[[accounts]]"));
+            (text, key.to_owned())
+        } else {
+            let text = format!("{}\n[{table}]\n{key} = {value}\n", config(SALES));
+            (text, format!("{table}.{key}"))
+        }
+    }
+
+    #[test]
+    fn every_number_is_bounded_and_errors_name_the_field_and_range() {
+        for (table, key, min, max) in NUMERIC_FIELDS {
+            let (text, field) = with_number(table, key, max);
+            let accepted = Config::from_toml(&text, &env(), Path::new("."));
+            // Only the cooldown pair has a rule across keys: the first pause may not exceed the
+            // longest.
+            if field != "token.failure_cooldown_secs" {
+                accepted.unwrap_or_else(|e| panic!("{field} = {max}: {e}"));
+            }
+            let mut refused = vec![max + 1, i64::MAX as u64, u64::MAX];
+            if min > 0 {
+                refused.push(min - 1);
+            }
+            for value in refused {
+                let (text, _) = with_number(table, key, value);
+                assert_eq!(
+                    error_of(&text, &env()),
+                    format!("{field}: must be between {min} and {max}"),
+                    "{field} = {value}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_ttl_of_the_attack_is_refused() {
+        let text = format!(
+            "{}\n[routing]\nuser_cache_ttl_secs = 9223372036854775807\n",
+            config(SALES)
+        );
+        assert_eq!(
+            error_of(&text, &env()),
+            "routing.user_cache_ttl_secs: must be between 0 and 2592000"
+        );
+    }
+
+    fn numeric_value() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            0..=10u64,
+            proptest::sample::select(vec![
+                59,
+                60,
+                299,
+                300,
+                301,
+                1_023,
+                1_024,
+                3_599,
+                3_600,
+                3_601,
+                65_534,
+                65_535,
+                86_400,
+                86_401,
+                2_592_000,
+                2_592_001,
+                (1 << 31) - 1,
+                1 << 31,
+                u32::MAX as u64,
+                u32::MAX as u64 + 1,
+                i64::MAX as u64,
+                i64::MAX as u64 + 1,
+                u64::MAX,
+            ]),
+            any::<u64>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// For any value of any numeric key, loading never panics, and either names the key or
+        /// gives durations the directory and the clock take without overflowing.
+        #[test]
+        fn any_number_in_any_field_is_named_or_usable(
+            index in 0..NUMERIC_FIELDS.len(),
+            value in numeric_value(),
+        ) {
+            let (table, key, _, _) = NUMERIC_FIELDS[index];
+            let (text, field) = with_number(table, key, value);
+            match Config::from_toml(&text, &env(), Path::new(".")) {
+                Err(error) => {
+                    let error = error.to_string();
+                    proptest::prop_assert!(error.contains(&field), "{field} = {value}: {error}");
+                }
+                Ok(config) => {
+                    let now = tokio::time::Instant::now();
+                    let limits = config.limits;
+                    for duration in [
+                        config.request_timeout,
+                        config.zoom_timeout,
+                        config.shutdown_grace_period,
+                        config.token.refresh_margin,
+                        config.token.failure_cooldown,
+                        config.token.max_cooldown,
+                        config.routing.user_cache_ttl,
+                        config.routing.negative_cache_ttl,
+                        limits.handshake_timeout,
+                        limits.idle_timeout,
+                        limits.keepalive_interval,
+                        limits.keepalive_timeout,
+                        limits.write_stall_timeout,
+                    ] {
+                        // What the server does with a setting: deadlines from now.
+                        let _ = now + duration;
+                        proptest::prop_assert!(duration <= Duration::from_secs(MAX_CACHE_TTL_SECS));
+                    }
+                    let directory = crate::routing::Directory::new(
+                        config.routing.user_cache_ttl,
+                        config.routing.negative_cache_ttl,
+                    );
+                    let sales = AccountName::parse("sales").unwrap();
+                    directory.record_found(crate::routing::UserLocation {
+                        account: sales.clone(),
+                        user_id: "u1".into(),
+                        email: "ann@x.test".into(),
+                    });
+                    directory.record_absent("bob@x.test", &sales);
+                    proptest::prop_assert_eq!(
+                        directory.lookup("u1").is_some(),
+                        !config.routing.user_cache_ttl.is_zero()
+                    );
+                    let _ = directory.known_absent("bob@x.test", &sales);
+                }
+            }
+        }
+    }
+
+    // === files ===
+
+    fn secret_file(path: &str) -> String {
+        config(&SALES.replace(
+            "client_secret_env = \"SALES_SECRET\"",
+            &format!("client_secret_file = \"{path}\""),
+        ))
+    }
+
+    fn error_in(text: &str, dir: &Path) -> String {
+        Config::from_toml(text, &HashMap::new(), dir)
+            .expect_err("config is refused")
+            .to_string()
+    }
+
+    #[test]
+    fn secret_files_must_be_small_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+        std::fs::write(dir.path().join("huge"), vec![b'x'; 64 * 1024 + 1]).unwrap();
+        std::fs::write(dir.path().join("just-fits"), vec![b'x'; 64 * 1024]).unwrap();
+
+        let error = error_in(&secret_file("/dev/zero"), dir.path());
+        assert!(
+            error.starts_with("accounts[0].client_secret_file: cannot read /dev/zero: ")
+                && error.contains("not a regular file"),
+            "{error}"
+        );
+        let error = error_in(&secret_file("a-dir"), dir.path());
+        assert!(
+            error.starts_with("accounts[0].client_secret_file: ") && error.contains("directory"),
+            "{error}"
+        );
+        let error = error_in(&secret_file("huge"), dir.path());
+        assert!(
+            error.starts_with("accounts[0].client_secret_file: ")
+                && error.contains("larger than 65536 bytes"),
+            "{error}"
+        );
+        Config::from_toml(&secret_file("just-fits"), &HashMap::new(), dir.path()).unwrap();
+    }
+
+    #[test]
+    fn symlinked_files_are_followed_as_kubernetes_mounts_them() {
+        // A Secret volume: `secret -> ..data/secret`, `..data -> ..2024_01_01/`.
+        let dir = tempfile::tempdir().unwrap();
+        let version = dir.path().join("..2024_01_01");
+        std::fs::create_dir(&version).unwrap();
+        std::fs::write(version.join("secret"), "mounted\n").unwrap();
+        std::os::unix::fs::symlink("..2024_01_01", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/secret", dir.path().join("secret")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero")).unwrap();
+
+        let config =
+            Config::from_toml(&secret_file("secret"), &HashMap::new(), dir.path()).unwrap();
+        use secrecy::ExposeSecret;
+        let account = config.accounts.iter().next().unwrap();
+        assert_eq!(account.client_secret.expose_secret(), "mounted");
+
+        let error = error_in(&secret_file("zero"), dir.path());
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn the_config_file_itself_must_be_a_small_regular_file() {
+        let env = env();
+        for path in ["/dev/zero", "/"] {
+            let error = Config::load(Path::new(path), &env).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::Read { .. })
+                    && error.to_string().contains("regular file"),
+                "{path}: {error}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        let error = Config::load(&big, &env).unwrap_err().to_string();
+        assert!(error.contains("larger than 16777216 bytes"), "{error}");
+        assert!(store_location(&big).is_err());
+        assert!(store_location(Path::new("/dev/zero")).is_err());
+    }
+
+    // === TLS ===
+
+    /// A self-signed certificate and its key, as PEM.
+    fn certificate() -> (String, String) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        (certified.cert.pem(), certified.signing_key.serialize_pem())
+    }
+
+    /// The test config with `[tls]` over `cert`, `key` and maybe `ca`, written into `dir`.
+    fn with_tls(dir: &Path, cert: &[u8], key: &[u8], ca: Option<&[u8]>) -> String {
+        std::fs::write(dir.join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.join("key.pem"), key).unwrap();
+        let mut tls = "[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n".to_owned();
+        if let Some(ca) = ca {
+            std::fs::write(dir.join("ca.pem"), ca).unwrap();
+            tls.push_str("client_ca_file = \"ca.pem\"\n");
+        }
+        config(SALES).replace("[[accounts]]", &format!("{tls}\n[[accounts]]"))
+    }
+
+    /// Certificate, key and client CA PEM, and how the error starts.
+    type TlsCase<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>, &'a str);
+
+    fn tls_error(dir: &Path, cert: &[u8], key: &[u8], ca: Option<&[u8]>) -> String {
+        Config::from_toml(&with_tls(dir, cert, key, ca), &env(), dir)
+            .expect_err("TLS material is refused")
+            .to_string()
+    }
+
+    #[test]
+    fn tls_material_is_parsed_when_the_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let (cert, key) = certificate();
+        let (other_cert, other_key) = certificate();
+        let garbage_pem =
+            "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n".to_owned();
+
+        let config = Config::from_toml(
+            &with_tls(
+                dir,
+                cert.as_bytes(),
+                key.as_bytes(),
+                Some(other_cert.as_bytes()),
+            ),
+            &env(),
+            dir,
+        )
+        .unwrap();
+        assert!(config.tls.unwrap().client_ca_pem.is_some());
+
+        let cases: [TlsCase; 9] = [
+            (
+                b"not a certificate",
+                key.as_bytes(),
+                None,
+                "tls.cert_file: ",
+            ),
+            (
+                garbage_pem.as_bytes(),
+                key.as_bytes(),
+                None,
+                "tls.cert_file: ",
+            ),
+            (
+                b"-----BEGIN CERTIFICATE-----\nZ2Fy\n",
+                key.as_bytes(),
+                None,
+                "tls.cert_file: ",
+            ),
+            (key.as_bytes(), key.as_bytes(), None, "tls.cert_file: "),
+            (cert.as_bytes(), b"not a key", None, "tls.key_file: "),
+            (cert.as_bytes(), cert.as_bytes(), None, "tls.key_file: "),
+            (
+                cert.as_bytes(),
+                other_key.as_bytes(),
+                None,
+                "tls.key_file: does not match",
+            ),
+            (
+                cert.as_bytes(),
+                key.as_bytes(),
+                Some(b"no CA here"),
+                "tls.client_ca_file: ",
+            ),
+            (
+                cert.as_bytes(),
+                key.as_bytes(),
+                Some(garbage_pem.as_bytes()),
+                "tls.client_ca_file: ",
+            ),
+        ];
+        for (i, (cert, key_pem, ca, expected)) in cases.into_iter().enumerate() {
+            let error = tls_error(dir, cert, key_pem, ca);
+            assert!(error.starts_with(expected), "case {i}: {error}");
+        }
+
+        // Key material never shows, not even from a key that does not fit.
+        let body = |pem: &str| pem.lines().nth(1).unwrap().to_owned();
+        for key_pem in [
+            other_key.as_str(),
+            &other_key.replace(&body(&other_key), "AAAA"),
+        ] {
+            let error = tls_error(dir, cert.as_bytes(), key_pem.as_bytes(), None);
+            assert!(!error.contains(&body(&other_key)), "{error}");
+            assert!(!error.contains("PRIVATE"), "{error}");
+        }
+    }
+
+    #[test]
+    fn tls_files_must_be_small_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = certificate();
+        let text = with_tls(dir.path(), cert.as_bytes(), key.as_bytes(), None);
+        for (field, name) in [("cert_file", "cert.pem"), ("key_file", "key.pem")] {
+            let zero = text.replace(&format!("\"{name}\""), "\"/dev/zero\"");
+            let error = error_in(&zero, dir.path());
+            assert!(
+                error.starts_with(&format!("tls.{field}: cannot read /dev/zero: ")),
+                "{error}"
+            );
+        }
+        let with_ca = text.replace("key_file", "client_ca_file = \"/dev/zero\"\nkey_file");
+        let error = error_in(&with_ca, dir.path());
+        assert!(error.starts_with("tls.client_ca_file: "), "{error}");
+    }
+
+    // === URLs ===
+
+    #[test]
+    fn zoom_urls_need_a_host_and_no_credentials() {
+        let url_error = |field: &str, url: &str| {
+            let text = config(SALES).replace(
+                "[[accounts]]",
+                &format!("{field} = \"{url}\"\n[[accounts]]"),
+            );
+            Config::from_toml(&text, &env(), Path::new("."))
+                .err()
+                .map(|e| e.to_string())
+        };
+        for field in ["zoom_api_url", "zoom_oauth_url"] {
+            for good in [
+                "https://api.zoom.us/v2",
+                "http://127.0.0.1:8080/v2",
+                "http://[::1]:8080/v2",
+                "HTTPS://Zoom.US/oauth/token",
+            ] {
+                assert_eq!(url_error(field, good), None, "{field} = {good}");
+            }
+            for bad in [
+                "http:///v2",
+                "http://",
+                "https:api.zoom.us/v2",
+                "http:/api.zoom.us",
+                "http://:8080/v2",
+                "ftp://x/v2",
+                "https://api zoom.us/v2",
+                "https://api.zoom.us/v2\\n",
+                "api.zoom.us/v2",
+            ] {
+                let error = url_error(field, bad).unwrap_or_else(|| panic!("{field} = {bad:?}"));
+                assert!(error.starts_with(&format!("{field}: ")), "{error}");
+            }
+            for secret in [
+                "https://user:hunter2@api.zoom.us/v2",
+                "https://:hunter2@api.zoom.us/v2",
+                "https://hunter2@api.zoom.us/v2",
+                "http:/u:hunter2@api.zoom.us/v2",
+                "http:///u:hunter2@v2",
+            ] {
+                let error =
+                    url_error(field, secret).unwrap_or_else(|| panic!("{field} = {secret}"));
+                assert!(error.starts_with(&format!("{field}: ")), "{error}");
+                assert!(!error.contains("hunter2"), "{error}");
+            }
+        }
+    }
+
+    // === store ===
+
+    #[test]
+    fn the_store_must_be_openable_and_is_not_created_by_checking() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+        let store_error = |store: &str| {
+            let text = config(SALES).replace(
+                "[[accounts]]",
+                &format!("store = \"{store}\"\n[[accounts]]"),
+            );
+            Config::from_toml(&text, &env(), dir.path())
+                .err()
+                .map(|e| e.to_string())
+        };
+        for bad in [
+            "sqlite:missing/zoomgate.db",
+            "missing/zoomgate.db",
+            "sqlite:a-dir",
+            "sqlite:/dev/zero",
+            "/dev/null",
+            "sqlite:/dev/zero/x.db",
+        ] {
+            let error = store_error(bad).unwrap_or_else(|| panic!("store = {bad}"));
+            assert!(error.starts_with("store: "), "{bad}: {error}");
+        }
+        assert_eq!(store_error("sqlite::memory:"), None);
+        assert_eq!(store_error("sqlite:a-dir/new.db"), None);
+        assert!(
+            !dir.path().join("a-dir/new.db").exists(),
+            "checking creates nothing"
+        );
+        std::fs::write(dir.path().join("existing.db"), b"").unwrap();
+        assert_eq!(store_error("existing.db"), None);
+    }
+
+    #[test]
+    fn a_password_in_a_store_url_is_never_echoed() {
+        let text = config(SALES).replace(
+            "[[accounts]]",
+            "store = \"postgres://u:hunter2@h/db\"\n[[accounts]]",
+        );
+        let error = error_of(&text, &env());
+        assert!(error.starts_with("store: "), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    // === syntax errors ===
+
+    #[test]
+    fn syntax_errors_give_the_position_and_never_the_line() {
+        let inline = config(&SALES.replace(
+            "client_secret_env = \"SALES_SECRET\"",
+            "client_secret = \"hunter2-inline-secret\"",
+        ));
+        let error = error_of(&inline, &env());
+        assert!(error.contains("unknown field `client_secret`"), "{error}");
+        assert!(error.contains("(line 7, column 1)"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+
+        let raw_key = config(SALES).replace(
+            &format!("api_key_sha256 = [\"{KEY_HASH}\"]"),
+            "api_key_sha256 = \"hunter2-raw-key\\\"quoted\\\"-tail\"",
+        );
+        let error = error_of(&raw_key, &env());
+        assert!(
+            error.starts_with("callers.api_key_sha256: invalid type"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("hunter2") && !error.contains("tail"),
+            "{error}"
+        );
+
+        let broken = "listen_addr = \"127.0.0.1:1\"\nzoom_api_url = hunter2\n";
+        let error = error_of(broken, &env());
+        assert!(error.contains("(line 2, column 16)"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(!error.contains('\n'), "{error:?}");
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        assert_eq!(line_and_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_and_column("é = x", 4), (1, 4));
+        assert_eq!(line_and_column("ab", 99), (1, 3));
+        assert_eq!(redact_quoted_strings(r#"a "x\"y" b "z""#), r#"a "…" b "…""#);
     }
 }

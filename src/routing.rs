@@ -56,7 +56,13 @@ impl RoutingRules {
 }
 
 /// Lowercases and checks an email address: one `@`, a non-empty local part, a domain.
+///
+/// Control and format characters (see [`is_control_or_format`]) are refused anywhere in the
+/// address, so that no address that reaches a log, the audit log or a terminal can rewrite it.
 pub fn normalize_email(email: &str) -> Option<String> {
+    if email.chars().any(is_control_or_format) {
+        return None;
+    }
     let email = email.trim();
     let (local, domain) = email.split_once('@')?;
     let valid = !local.is_empty()
@@ -67,6 +73,44 @@ pub fn normalize_email(email: &str) -> Option<String> {
             .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
         && is_domain(domain);
     valid.then(|| email.to_ascii_lowercase())
+}
+
+/// Tells whether `c` is a control character (Unicode category Cc: C0, DEL, C1) or a format
+/// character (Cf: bidi overrides and isolates such as U+202E, zero-width spaces and joiners,
+/// the BOM, tag characters, ...).
+///
+/// Neither has any business in an identifier: they are invisible, and in a terminal they
+/// reorder or rewrite what is shown (ANSI/OSC escapes start with ESC, a Cc).
+pub fn is_control_or_format(c: char) -> bool {
+    c.is_control() || is_format(c)
+}
+
+/// Unicode general category Cf (as of Unicode 16), which std does not expose.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 fn is_domain(domain: &str) -> bool {
@@ -134,7 +178,7 @@ impl Directory {
 
     /// Remembers a user found by a probe, under both its email and its id.
     pub fn record_found(&self, location: UserLocation) {
-        let expires = Instant::now() + self.found_ttl;
+        let expires = expiry(Instant::now(), self.found_ttl);
         self.found
             .insert(location.user_id.clone(), (location.clone(), expires));
         self.found
@@ -146,7 +190,7 @@ impl Directory {
     pub fn record_absent(&self, key: &str, account: &AccountName) {
         self.absent.insert(
             (key.to_owned(), account.clone()),
-            Instant::now() + self.absent_ttl,
+            expiry(Instant::now(), self.absent_ttl),
         );
         self.count_write();
     }
@@ -166,6 +210,15 @@ impl Directory {
             self.found.remove(&location.email);
         }
     }
+}
+
+/// Returns `now + ttl`; when that is past what an [`Instant`] can hold, 30 years from now (what
+/// tokio uses for "never"), which no cache entry outlives.
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -217,6 +270,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn emails_with_control_or_format_characters_are_refused() {
+        for bad in [
+            "a\u{1b}[31m@x.example",
+            "a\u{1b}]0;x\u{7}@x.example",
+            "a\0b@x.example",
+            "a\u{7f}@x.example",
+            "a\u{85}@x.example",
+            "evil\u{202e}moc@x.example",
+            "a\u{200b}b@x.example",
+            "a\u{2066}b@x.example",
+            "a\u{feff}@x.example",
+            "a\u{e0041}@x.example",
+            "ann@x.example\n",
+            "\tann@x.example",
+        ] {
+            assert_eq!(normalize_email(bad), None, "{bad:?}");
+        }
+        assert!(is_control_or_format('\u{202e}'));
+        assert!(is_control_or_format('\u{ad}'));
+        assert!(!is_control_or_format('é'));
+        assert!(!is_control_or_format(' '));
+        assert_eq!(
+            normalize_email("José@X.example").as_deref(),
+            Some("josé@x.example")
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn directory_entries_expire() {
         let dir = Directory::new(Duration::from_secs(10), Duration::from_secs(5));
@@ -250,6 +331,20 @@ mod tests {
         dir.record_absent("late@x.example", &name("sales"));
         assert_eq!(dir.absent.len(), 1, "only the unexpired entry is left");
         assert!(dir.known_absent("late@x.example", &name("sales")));
+    }
+
+    #[tokio::test]
+    async fn ttls_past_what_an_instant_holds_saturate() {
+        let dir = Directory::new(Duration::MAX, Duration::MAX);
+        let loc = UserLocation {
+            account: name("sales"),
+            user_id: "u1".into(),
+            email: "ann@x.example".into(),
+        };
+        dir.record_found(loc.clone());
+        dir.record_absent("bob@x.example", &name("sales"));
+        assert_eq!(dir.lookup("u1"), Some(loc));
+        assert!(dir.known_absent("bob@x.example", &name("sales")));
     }
 
     #[test]

@@ -352,7 +352,7 @@ impl TokenCache {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         let cooldown = self.cooldown(streak);
-        let until = Instant::now().checked_add(cooldown);
+        let until = Some(later(Instant::now(), cooldown));
         let mut rejected_until = slot
             .rejected_until
             .lock()
@@ -410,7 +410,7 @@ impl TokenCache {
             Err(error) => {
                 flight.consecutive_failures = flight.consecutive_failures.saturating_add(1);
                 let cooldown = self.cooldown(flight.consecutive_failures);
-                flight.cooldown_until = Instant::now().checked_add(cooldown);
+                flight.cooldown_until = Some(later(Instant::now(), cooldown));
                 flight.last_failure = Some(error.clone());
                 tracing::warn!(
                     account = %name,
@@ -458,6 +458,15 @@ impl TokenCache {
             .unwrap_or(max_cooldown)
             .min(max_cooldown)
     }
+}
+
+/// Returns `now + by`; when that is past what an [`Instant`] can hold, 30 years from now (what
+/// tokio uses for "never"), so that a huge cooldown still cools down instead of being dropped.
+fn later(now: Instant, by: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+    now.checked_add(by)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 impl fmt::Debug for TokenCache {
@@ -768,6 +777,27 @@ mod tests {
         advance(Duration::from_secs(3600)).await;
         assert!(cache.token(&sales()).await.is_err());
         assert_eq!(cache.token(&sales()).await, cooling(Duration::from_secs(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cooldown_past_what_an_instant_holds_still_cools_down() {
+        let script = Script::new(vec![unavailable(), hour()]);
+        let settings = TokenSettings {
+            refresh_margin: Duration::from_secs(300),
+            failure_cooldown: Duration::MAX,
+            max_cooldown: Duration::MAX,
+        };
+        let cache = TokenCache::with_fetcher(script.fetcher(), &accounts(), settings);
+
+        assert!(matches!(
+            cache.token(&sales()).await,
+            Err(TokenError::Unavailable(_))
+        ));
+        assert!(matches!(
+            cache.token(&sales()).await,
+            Err(TokenError::CoolingDown { .. })
+        ));
+        assert_eq!(cache.fetches(&sales()), 1, "no fetch during the cooldown");
     }
 
     #[tokio::test(start_paused = true)]

@@ -87,6 +87,20 @@ pub fn list_user_ref(user: Option<&proto::list_meetings_request::User>) -> Resul
 }
 
 fn parse_email(email: &str) -> Result<UserRef, Error> {
+    // Checked before anything else: such an address must not reach a probe, a log line or the
+    // audit log, where a terminal would later interpret it. The character is named, not echoed.
+    if let Some(c) = email
+        .chars()
+        .find(|&c| crate::routing::is_control_or_format(c))
+    {
+        return Err(Error::invalid(
+            "user_email",
+            format!(
+                "must not contain control or format characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ));
+    }
     if email.trim().is_empty() {
         return Err(Error::invalid("user_email", "must not be empty"));
     }
@@ -803,6 +817,38 @@ mod tests {
             user_ref(Some(&User::UserEmail("Ann@X.test".into()))).unwrap(),
             UserRef::Email("ann@x.test".into())
         );
+    }
+
+    #[test]
+    fn emails_with_control_or_format_characters_are_invalid() {
+        use proto::create_meeting_request::User;
+        for bad in [
+            "a\u{1b}[2J@x.test",
+            "a\u{1b}]0;x\u{7}@x.test",
+            "a\0@x.test",
+            "a\u{7f}@x.test",
+            "moc.live\u{202e}@x.test",
+            "a\u{200b}@x.test",
+            "ann@x.test\n",
+        ] {
+            let result = user_ref(Some(&User::UserEmail(bad.into())));
+            let Err(Error::InvalidArgument(v)) = result else {
+                panic!("{bad:?} is accepted: {result:?}");
+            };
+            assert_eq!(v[0].field, "user_email", "{bad:?}");
+            assert!(
+                !v[0]
+                    .description
+                    .chars()
+                    .any(crate::routing::is_control_or_format),
+                "{:?}",
+                v[0].description
+            );
+        }
+        let list = list_user_ref(Some(&proto::list_meetings_request::User::UserEmail(
+            "a\u{202e}@x.test".into(),
+        )));
+        assert!(matches!(list, Err(Error::InvalidArgument(v)) if v[0].field == "user_email"));
     }
 
     #[test]

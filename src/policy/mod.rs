@@ -15,7 +15,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::accounts::{AccountName, Accounts};
 
@@ -279,8 +278,9 @@ fn fail<T>(path: String, kind: PolicyErrorKind) -> Result<T, PolicyError> {
 pub struct Policy {
     /// In config order.
     callers: Box<[Arc<Caller>]>,
-    /// SHA-256 of each API key and its caller's index; scanned in full on every lookup.
-    key_hashes: Box<[([u8; 32], usize)]>,
+    /// SHA-256 of each API key to its caller's index: one lookup per request, whatever the
+    /// number of callers.
+    by_key_hash: HashMap<[u8; 32], usize>,
     /// Normalized SAN (see [`identity::normalize_san`]) to caller index.
     by_san: HashMap<String, usize>,
 }
@@ -308,7 +308,7 @@ impl Policy {
         let groups = build_groups(groups)?;
         let mut compiled = Vec::with_capacity(callers.len());
         let mut names = HashSet::new();
-        let mut key_hashes = Vec::new();
+        let mut by_key_hash = HashMap::new();
         let mut hash_paths: HashMap<[u8; 32], String> = HashMap::new();
         let mut by_san = HashMap::new();
         let mut san_paths: HashMap<String, String> = HashMap::new();
@@ -342,7 +342,7 @@ impl Policy {
                     return fail(here, PolicyErrorKind::DuplicateIdentity(first.clone()));
                 }
                 hash_paths.insert(hash, here);
-                key_hashes.push((hash, index));
+                by_key_hash.insert(hash, index);
             }
             for (i, san) in raw.mtls_sans.iter().enumerate() {
                 let here = format!("{path}.mtls_sans[{i}]");
@@ -373,7 +373,7 @@ impl Policy {
 
         Ok(Policy {
             callers: compiled.into(),
-            key_hashes: key_hashes.into(),
+            by_key_hash,
             by_san,
         })
     }
@@ -381,20 +381,17 @@ impl Policy {
     /// Finds the caller owning the API key `presented` (the raw key from
     /// `authorization: Bearer <key>`).
     ///
-    /// The key is hashed first, then compared with every configured hash in constant time with
-    /// no early exit, so timing reveals neither which caller matched nor how much of a hash did.
+    /// The key is hashed, and the SHA-256 is looked up in a hash map: the cost does not grow
+    /// with the number of callers. The map is keyed by the digest, never by the key, so the
+    /// lookup's timing can only depend on a value the caller computed itself; learning whether,
+    /// or how far, a digest resembles a configured one gives no way to a key that matches it
+    /// (that would take a SHA-256 preimage). The map's hasher is randomly seeded SipHash, so
+    /// chosen keys cannot pile up in one bucket either.
     pub fn caller_by_api_key(&self, presented: &str) -> Option<Arc<Caller>> {
         if presented.is_empty() {
             return None;
         }
-        let presented = identity::digest_api_key(presented);
-        // One plus the caller index of the match; 0 while nothing matched.
-        let mut found = 0u64;
-        for (hash, index) in &*self.key_hashes {
-            let candidate = *index as u64 + 1;
-            found.conditional_assign(&candidate, hash[..].ct_eq(&presented[..]));
-        }
-        let index = usize::try_from(found.checked_sub(1)?).ok()?;
+        let index = *self.by_key_hash.get(&identity::digest_api_key(presented))?;
         self.callers.get(index).cloned()
     }
 

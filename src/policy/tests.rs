@@ -324,6 +324,64 @@ fn api_keys_find_their_own_caller_only() {
     assert_eq!(found(&hash_api_key(SCHEDULER_KEY)), None);
 }
 
+/// `n` callers, `caller-{i}` with the key `key-{i}`, each with one read grant.
+fn many_callers(n: usize) -> Policy {
+    let callers: Vec<RawCaller> = (0..n)
+        .map(|i| RawCaller {
+            name: format!("caller-{i}"),
+            api_key_sha256: vec![hash_api_key(&format!("key-{i}"))],
+            mtls_sans: Vec::new(),
+            grants: vec![RawGrant {
+                accounts: vec!["*".into()],
+                users: vec!["*".into()],
+                operations: vec!["read".into()],
+                fields: Vec::new(),
+            }],
+        })
+        .collect();
+    Policy::build(&callers, &[], &acme_accounts()).expect("valid")
+}
+
+#[test]
+fn each_of_ten_thousand_keys_finds_its_own_caller() {
+    let policy = many_callers(10_000);
+    for i in (0..10_000).step_by(997).chain([9_999]) {
+        let found = policy.caller_by_api_key(&format!("key-{i}"));
+        assert_eq!(found.map(|c| c.name.clone()), Some(format!("caller-{i}")));
+    }
+    assert!(policy.caller_by_api_key("key-10000").is_none());
+    assert!(policy.caller_by_api_key("").is_none());
+}
+
+/// The lookup is by hash: with 10,000 callers it costs what it costs with 2, where a scan over
+/// every hash grew with the number of callers. The bound is loose, for a shared machine and a
+/// debug build; `cargo bench --bench auth` measures it properly.
+#[test]
+fn finding_a_caller_does_not_grow_with_the_number_of_callers() {
+    fn fastest_round(policy: &Policy, keys: &[String]) -> std::time::Duration {
+        (0..7)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                for key in keys {
+                    std::hint::black_box(policy.caller_by_api_key(std::hint::black_box(key)));
+                }
+                start.elapsed()
+            })
+            .min()
+            .unwrap()
+    }
+    // Unknown keys: the answer for every UNAUTHENTICATED request.
+    let keys: Vec<String> = (0..2_000).map(|i| format!("unknown-{i}")).collect();
+    let (few, many) = (many_callers(2), many_callers(10_000));
+    let few_time = fastest_round(&few, &keys);
+    let many_time = fastest_round(&many, &keys);
+    assert!(
+        many_time < few_time * 10,
+        "2 callers: {few_time:?}, 10000 callers: {many_time:?} for {} lookups",
+        keys.len()
+    );
+}
+
 #[test]
 fn uppercase_hashes_in_the_config_work() {
     let policy = build(&example().replace(

@@ -4,6 +4,7 @@ mod support;
 
 mod audit;
 mod cli;
+mod config_file;
 mod crash;
 mod demo;
 mod errors;
@@ -17,5 +18,6 @@ mod mtls;
 mod process;
 mod restart;
 mod store_faults;
+mod terminal;
 mod tokens;
 mod validation;
