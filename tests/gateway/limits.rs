@@ -233,19 +233,18 @@ async fn a_client_that_never_reads_is_cut_off_and_bounded() {
     let zoom = Emulator::start(emulator, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    // Cut off by whichever comes first: the unanswered PING or the stalled write.
-    let config = config_file(
-        &zoom,
-        "\n[limits]\nwrite_stall_timeout_secs = 2\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 1\n",
-    );
+    // The keepalive (20 s + 10 s) is far off: the stalled write is what cuts the client off.
+    let config = config_file(&zoom, "\n[limits]\nwrite_stall_timeout_secs = 2\n");
     let process = GatewayProcess::start(&config);
-    // Enough meetings that one list answer is some 120 KiB, and the answers to the requests one
-    // caller may have in flight outgrow what the kernel's socket buffers take.
+    // Enough meetings that one list answer is some 140 KiB, and the answers to the requests one
+    // caller may have in flight (64) outgrow what the kernel's socket buffers take.
     let mut admin = client_at(process.addr, ADMIN_KEY).await;
-    for i in 0..60 {
-        let mut create = create_for("alice@sales.acme.test", &format!("m{i}"));
-        create.meeting.as_mut().unwrap().agenda = "a".repeat(1_900);
-        admin.create_meeting(create).await.unwrap();
+    for i in 0..300 {
+        let topic = format!("m{i} {}", "t".repeat(190));
+        admin
+            .create_meeting(create_for("alice@sales.acme.test", &topic))
+            .await
+            .unwrap();
     }
     let before = rss_bytes(process.pid());
 
