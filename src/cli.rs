@@ -680,7 +680,7 @@ struct AuditArgs {
     user: Option<String>,
     #[arg(long)]
     meeting_id: Option<i64>,
-    /// allowed, denied or failed.
+    /// allowed, denied, failed or unknown (a change whose outcome the gateway never learned).
     #[arg(long)]
     outcome: Option<crate::store::Outcome>,
     /// Only records at or after this time (RFC 3339).
