@@ -52,6 +52,8 @@ pub enum Error {
         account: AccountName,
         detail: String,
         retry_after: Option<Duration>,
+        /// The request went out to Zoom (not a token failure), so a change may have been applied.
+        sent: bool,
     },
     #[error("zoom did not answer in time for account `{account}`")]
     ZoomTimeout { account: AccountName },
@@ -162,6 +164,15 @@ impl Error {
             }
             Error::Internal(_) => "internal error".to_owned(),
         }
+    }
+
+    /// Whether a change that failed this way may still have been applied by Zoom: the request
+    /// went out and no clear answer came back (timeout, reset, 5xx, an undecodable 2xx).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Error::ZoomTimeout { .. } | Error::ZoomUnavailable { sent: true, .. }
+        )
     }
 
     /// Machine-readable reason for `google.rpc.ErrorInfo`.

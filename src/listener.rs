@@ -3,19 +3,22 @@
 //! [`Incoming`] accepts at most `max_connections` at once and, when descriptors run out, says
 //! so and backs off instead of spinning. Each [`Connection`] closes itself when its client
 //! takes too long to send a first request (`handshake_timeout`: TCP, TLS and the HTTP/2 preface
-//! alike), has had no request in flight for `idle_timeout`, or has not taken the gateway's
-//! writes for `write_stall_timeout` (a client that does not read). [`TrackStreamsLayer`] tells
-//! each connection when requests start and end.
+//! alike), has had no request in flight for `idle_timeout`, or does not take the gateway's
+//! answers for `write_stall_timeout`: a client that does not read TCP (the writes stall) or
+//! grants no HTTP/2 window (an answer stays unsent). [`TrackStreamsLayer`] tells each
+//! connection when requests start, when their answers are ready and when they are sent.
 //!
 //! The timeouts live in the connection's I/O rather than in hyper because hyper's HTTP/2 server
 //! has none of them, and the I/O is what every phase (TCP, TLS, HTTP/2) shares.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -97,6 +100,11 @@ pub struct Activity {
     started: AtomicBool,
     /// When the last request in flight ended (or the connection was accepted).
     idle_since: Mutex<Instant>,
+    /// Answers ready but not yet sent, by number, with the time each became ready.
+    unsent: Mutex<BTreeMap<u64, Instant>>,
+    next_answer: AtomicU64,
+    /// The connection's reader, woken when its deadline changes (the last request ended).
+    reader: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -105,24 +113,64 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             started: AtomicBool::new(false),
             idle_since: Mutex::new(now),
+            unsent: Mutex::default(),
+            next_answer: AtomicU64::new(0),
+            reader: Mutex::default(),
         }
     }
 
     fn begin(self: &Arc<Self>) -> StreamGuard {
         self.started.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        StreamGuard(self.clone())
+        StreamGuard {
+            activity: self.clone(),
+            answer: None,
+        }
+    }
+
+    /// When the oldest answer still unsent became ready.
+    fn oldest_unsent(&self) -> Option<Instant> {
+        let unsent = self.unsent.lock().expect("activity lock");
+        unsent.values().next().copied()
+    }
+
+    fn wake_reader(&self) {
+        if let Some(reader) = self.reader.lock().expect("activity lock").take() {
+            reader.wake();
+        }
     }
 }
 
 /// Counts one request as in flight on its connection until dropped (with the response body).
-pub struct StreamGuard(Arc<Activity>);
+pub struct StreamGuard {
+    activity: Arc<Activity>,
+    /// Set once the answer is ready: its number in [`Activity::unsent`].
+    answer: Option<u64>,
+}
+
+impl StreamGuard {
+    /// The handler answered: from now on the answer waits for the client to take it.
+    fn answered(&mut self) {
+        let answer = self.activity.next_answer.fetch_add(1, Ordering::Relaxed);
+        let mut unsent = self.activity.unsent.lock().expect("activity lock");
+        unsent.insert(answer, Instant::now());
+        self.answer = Some(answer);
+        drop(unsent);
+        self.activity.wake_reader();
+    }
+}
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let mut idle_since = self.0.idle_since.lock().expect("activity lock");
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if let Some(answer) = self.answer {
+            let mut unsent = self.activity.unsent.lock().expect("activity lock");
+            unsent.remove(&answer);
+        }
+        let mut idle_since = self.activity.idle_since.lock().expect("activity lock");
+        if self.activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             *idle_since = Instant::now();
+            drop(idle_since);
+            self.activity.wake_reader();
         }
     }
 }
@@ -183,11 +231,14 @@ impl Connection {
     }
 
     /// When the connection must close if nothing changes: the end of the handshake or of the
-    /// idle period; `None` while requests are in flight.
+    /// idle period, or the time the oldest unsent answer gives up; `None` while requests are
+    /// being handled.
     fn read_deadline(&self) -> Option<Instant> {
         let activity = &self.info.activity;
         if activity.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+            return activity
+                .oldest_unsent()
+                .map(|ready| ready + self.limits.write_stall_timeout);
         }
         Some(if activity.started.load(Ordering::Acquire) {
             *activity.idle_since.lock().expect("activity lock") + self.limits.idle_timeout
@@ -198,6 +249,8 @@ impl Connection {
 
     /// Fails once the read deadline has passed; otherwise arms the timer to wake the reader.
     fn poll_read_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        // Registered first, so that a request ending after the deadline was read wakes us.
+        *self.info.activity.reader.lock().expect("activity lock") = Some(cx.waker().clone());
         let Some(deadline) = self.read_deadline() else {
             return Ok(());
         };
@@ -206,14 +259,19 @@ impl Connection {
         }
         match self.read_deadline.as_mut().poll(cx) {
             Poll::Pending => Ok(()),
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                if self.info.activity.started.load(Ordering::Acquire) {
-                    "connection idle for longer than limits.idle_timeout_secs"
-                } else {
-                    "no request within limits.handshake_timeout_secs"
-                },
-            )),
+            Poll::Ready(()) => {
+                let activity = &self.info.activity;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    if activity.in_flight.load(Ordering::Acquire) > 0 {
+                        "an answer unsent for longer than limits.write_stall_timeout_secs"
+                    } else if activity.started.load(Ordering::Acquire) {
+                        "connection idle for longer than limits.idle_timeout_secs"
+                    } else {
+                        "no request within limits.handshake_timeout_secs"
+                    },
+                ))
+            }
         }
     }
 
@@ -258,8 +316,14 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.poll_read_deadline(cx)?;
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        // What the client already sent is read before any deadline closes the connection.
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Pending => {
+                this.poll_read_deadline(cx)?;
+                Poll::Pending
+            }
+            ready => ready,
+        }
     }
 }
 
@@ -335,10 +399,13 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let guard = ConnectionInfo::of(request.extensions()).map(|info| info.activity.begin());
+        let mut guard = ConnectionInfo::of(request.extensions()).map(|info| info.activity.begin());
         let response = self.0.call(request);
         Box::pin(async move {
             let response = response.await?;
+            if let Some(guard) = &mut guard {
+                guard.answered();
+            }
             Ok(response.map(|inner| TrackedBody { inner, guard }))
         })
     }
@@ -441,5 +508,27 @@ mod tests {
             io::ErrorKind::TimedOut,
             "idle after the request"
         );
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_client_does_not_take_closes_the_connection() {
+        let (mut server, _client) = pair().await;
+        let mut guard = server.info.activity.begin();
+        guard.answered();
+        let started = Instant::now();
+        let mut buf = [0u8; 1];
+        let error = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= limits().write_stall_timeout);
+    }
+
+    #[tokio::test]
+    async fn data_already_sent_is_read_before_a_deadline_closes() {
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"late").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"late");
     }
 }

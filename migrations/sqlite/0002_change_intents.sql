@@ -14,6 +14,10 @@ CREATE TABLE audit_new (
 );
 INSERT INTO audit_new (id, at, caller, operation, account, zoom_user, meeting_id, outcome, detail)
     SELECT id, at, caller, operation, account, zoom_user, meeting_id, outcome, detail FROM audit;
+-- Ids are never reused: the new table continues the old one's AUTOINCREMENT sequence, which may
+-- be above the highest id left.
+DELETE FROM sqlite_sequence WHERE name = 'audit_new';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_new', seq FROM sqlite_sequence WHERE name = 'audit';
 DROP TABLE audit;
 ALTER TABLE audit_new RENAME TO audit;
 

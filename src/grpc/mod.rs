@@ -382,6 +382,7 @@ mod tests {
                 account: sales(),
                 detail: "503".into(),
                 retry_after,
+                sent: true,
             })
         };
         assert!(down(None).get_details_retry_info().is_none());

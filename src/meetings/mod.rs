@@ -895,6 +895,10 @@ impl Meetings {
                 Outcome::Allowed,
                 Some(format!("applied, then {}", error.reason())),
             ),
+            // Sent, and no clear answer: Zoom may have made the change.
+            Err(error) if context.intent.is_some() && error.outcome_unknown() => {
+                (Outcome::Unknown, Some(error.reason().to_owned()))
+            }
             Err(error) => (Outcome::Failed, Some(error.reason().to_owned())),
         };
         if !mutating && outcome != Outcome::Denied {
@@ -1037,6 +1041,7 @@ fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: Call
                 account,
                 detail: format!("token: {error}"),
                 retry_after,
+                sent: false,
             }
         }
         CallError::Zoom(error) => match error {
@@ -1080,6 +1085,7 @@ fn map_call_error(account: &AccountName, kind: TargetKind, id: &str, error: Call
                 account,
                 detail: other.to_string(),
                 retry_after: None,
+                sent: true,
             },
         },
     }

@@ -228,6 +228,7 @@ mod tests {
             account: fast.clone(),
             detail: "cooling".into(),
             retry_after: Some(Duration::MAX),
+            sent: false,
         });
         probes.learn(&fast, TargetKind::User, Instant::now(), &forever);
         assert!(probes.failure(&fast, TargetKind::User).is_some());

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
@@ -25,14 +25,16 @@ pub struct Recorder {
     backlog: Mutex<Backlog>,
     /// Whether the backlog holds anything; lets writes skip its lock while the store is healthy.
     deferring: AtomicBool,
-    /// Sequence number of the next deferred write.
-    next_seq: AtomicU64,
     writable: watch::Sender<bool>,
 }
 
 #[derive(Default)]
 struct Backlog {
+    /// In the order of their sequence numbers, given under the lock.
     writes: VecDeque<(u64, Deferred)>,
+    next_seq: u64,
+    /// The highest sequence number written so far, by any flush.
+    written_through: Option<u64>,
     best_effort: usize,
     dropped: u64,
 }
@@ -56,7 +58,6 @@ impl Recorder {
             store,
             backlog: Mutex::default(),
             deferring: AtomicBool::new(false),
-            next_seq: AtomicU64::new(0),
             writable: watch::Sender::new(true),
         }
     }
@@ -106,10 +107,13 @@ impl Recorder {
         }
         // Behind earlier refused writes, so that the ledger sees its changes in order.
         let seq = self.defer(write).await;
-        match self.flush().await {
+        let result = self.flush().await;
+        let written_through = self.backlog.lock().await.written_through;
+        match result {
+            // Written, by this flush or by another task's.
+            _ if written_through.is_some_and(|w| w >= seq) => Ok(()),
             Ok(()) => Ok(()),
-            Err((written_through, _)) if written_through.is_some_and(|w| w >= seq) => Ok(()),
-            Err((_, error)) => Err(error),
+            Err(error) => Err(error),
         }
     }
 
@@ -128,8 +132,9 @@ impl Recorder {
     }
 
     async fn defer(&self, write: Deferred) -> u64 {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let mut backlog = self.backlog.lock().await;
+        let seq = backlog.next_seq;
+        backlog.next_seq += 1;
         if write.is_best_effort() {
             if backlog.best_effort >= MAX_BEST_EFFORT {
                 backlog.dropped += 1;
@@ -148,17 +153,16 @@ impl Recorder {
         seq
     }
 
-    /// Writes the backlog in order until the store refuses. On refusal returns the sequence
-    /// number of the last write that landed, if any, and the store's error.
-    async fn flush(&self) -> Result<(), (Option<u64>, StoreError)> {
+    /// Writes the backlog in order until the store refuses.
+    async fn flush(&self) -> Result<(), StoreError> {
         let mut backlog = self.backlog.lock().await;
-        let mut written_through = None;
         while let Some((seq, write)) = backlog.writes.front() {
+            let seq = *seq;
             if let Err(error) = self.apply(write).await {
                 self.refused(&error);
-                return Err((written_through, error));
+                return Err(error);
             }
-            written_through = Some(*seq);
+            backlog.written_through = Some(seq);
             if let Some((_, write)) = backlog.writes.pop_front()
                 && write.is_best_effort()
             {
@@ -192,7 +196,8 @@ impl Recorder {
         healthy
     }
 
-    /// Runs [`Recorder::recover`] every `interval` until `stop` resolves, then once more.
+    /// Runs [`Recorder::recover`] every `interval` until `stop` resolves: also while healthy,
+    /// so that a store that breaks while no request writes still turns readiness off.
     pub async fn run(&self, interval: Duration, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut ticks = tokio::time::interval(interval);
@@ -201,9 +206,7 @@ impl Recorder {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = ticks.tick() => {
-                    if !*self.writable.borrow() || self.deferring.load(Ordering::Acquire) {
-                        self.recover().await;
-                    }
+                    self.recover().await;
                 }
             }
         }
@@ -396,6 +399,7 @@ mod tests {
         // The store is back, but the forget must not overtake the record still waiting.
         store.refusing.store(false, Ordering::SeqCst);
         recorder.ledger(LedgerChange::Forget(7)).await;
+        assert!(recorder.recover().await);
         assert_eq!(store.meeting(7).await.unwrap(), None);
     }
 

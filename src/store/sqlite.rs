@@ -153,8 +153,9 @@ impl SqliteStore {
 
     /// Opens a fresh pool on the file now at the path: after a failed write, or once a
     /// database file is back at the path (a volume remounted), so the store recovers without a
-    /// restart. A missing file is not created: an empty audit log in place of a lost volume
-    /// must be an operator's decision (a restart), not a side effect.
+    /// restart. A missing file is not created, and a file that is not a migrated gateway
+    /// database is not taken: an empty audit log in place of a lost volume must be an
+    /// operator's decision (a restart), not a side effect.
     async fn reconnect(&self, file: &OpenFile) -> Result<(), StoreError> {
         let _reconnecting = file.reconnecting.lock().await;
         let moved = self.check_identity().is_err();
@@ -208,8 +209,28 @@ async fn connect_file(
             path: path.to_path_buf(),
             source,
         })?;
-    migrate(&pool, path).await?;
+    if create {
+        migrate(&pool, path).await?;
+    } else {
+        check_migrated(&pool, path).await?;
+    }
     Ok(pool)
+}
+
+/// Fails unless every migration has been applied to the database: it is the gateway's own.
+async fn check_migrated(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0);
+    let expected = MIGRATOR.iter().count();
+    if usize::try_from(applied).is_ok_and(|applied| applied >= expected) {
+        Ok(())
+    } else {
+        pool.close().await;
+        Err(StoreError::Vanished(path.to_path_buf()))
+    }
 }
 
 async fn migrate(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
@@ -758,6 +779,57 @@ mod tests {
         assert_eq!(log.len(), 2);
         assert!(log[0].id > log[1].id);
         second.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_intents_migration_keeps_records_and_never_reuses_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        // A database as the first release left it: only the first migration, its top id deleted.
+        let first = dir.path().join("first");
+        std::fs::create_dir(&first).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations/sqlite/0001_ledger_and_audit.sql"),
+            first.join("0001_ledger_and_audit.sql"),
+        )
+        .unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        Migrator::new(first.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for i in 1..=3 {
+            sqlx::query(
+                "INSERT INTO audit (at, caller, operation, outcome) VALUES (?, 'crm', 'meetings.get', 'denied')",
+            )
+            .bind(T0 + i)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("DELETE FROM audit WHERE id = 3")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::open_file(&path, Durability::PowerSafe)
+            .await
+            .unwrap();
+        let kept = store.audit(&AuditFilter::default()).await.unwrap();
+        assert_eq!(kept.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1]);
+        let id = store
+            .begin_change(&event(10, "crm", "meetings.create", Outcome::Unknown))
+            .await
+            .unwrap();
+        assert_eq!(id, 4, "id 3 was used once and must not come back");
+        store.close().await;
     }
 
     #[tokio::test]
