@@ -138,13 +138,20 @@ impl SqliteStore {
         }
     }
 
-    /// Runs one write, checking before and after it that the file is still the one at the path.
-    async fn write<T>(
-        &self,
-        write: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        self.check_identity()?;
-        let value = write
+    /// Runs one write on the pool, checking before and after it that the file is still the one
+    /// at the path. After a failed write the pool is replaced first: a connection that met an
+    /// I/O error (a full disk) can report later commits as done that a fresh connection never
+    /// sees.
+    async fn write<T, Fut>(&self, write: impl FnOnce(SqlitePool) -> Fut) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        if let Some(file) = &self.file
+            && (self.failed_write.load(Ordering::Acquire) || self.check_identity().is_err())
+        {
+            self.reconnect(file).await?;
+        }
+        let value = write(self.pool())
             .await
             .inspect_err(|_| self.failed_write.store(true, Ordering::Release))?;
         self.check_identity()?;
@@ -271,7 +278,8 @@ async fn check_directory(path: &Path) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError> {
-        self.write(upsert_meeting(&self.pool(), meeting)).await
+        self.write(async |pool| upsert_meeting(&pool, meeting).await)
+            .await
     }
 
     async fn meeting(&self, meeting_id: i64) -> Result<Option<MeetingRecord>, StoreError> {
@@ -287,38 +295,39 @@ impl Store for SqliteStore {
     }
 
     async fn forget_meeting(&self, meeting_id: i64) -> Result<(), StoreError> {
-        self.write(delete_meeting(&self.pool(), meeting_id)).await
+        self.write(async |pool| delete_meeting(&pool, meeting_id).await)
+            .await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.write(insert_audit(&self.pool(), record, record.outcome))
+        self.write(async |pool| insert_audit(&pool, record, record.outcome).await)
             .await
             .map(drop)
     }
 
     async fn begin_change(&self, intent: &AuditRecord) -> Result<i64, StoreError> {
-        self.write(insert_audit(&self.pool(), intent, Outcome::Unknown))
+        self.write(async |pool| insert_audit(&pool, intent, Outcome::Unknown).await)
             .await
     }
 
     async fn complete_change(&self, completion: &Completion) -> Result<(), StoreError> {
-        self.write(complete(&self.pool(), completion)).await
+        self.write(async |pool| complete(&pool, completion).await)
+            .await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        if let Some(file) = &self.file {
-            self.reconnect(file).await?;
-        }
-        let pool = self.pool();
-        let check = sqlx::query(
-            "INSERT INTO write_check (id, at) VALUES (1, ?) \
-             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-        )
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&pool);
-        self.write(async { check.await.map_err(query_error("check_writable")) })
+        self.write(async |pool| {
+            sqlx::query(
+                "INSERT INTO write_check (id, at) VALUES (1, ?) \
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&pool)
             .await
-            .map(drop)
+            .map_err(query_error("check_writable"))
+        })
+        .await
+        .map(drop)
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

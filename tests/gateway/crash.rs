@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use zoomgate::emulator::Emulator;
+use zoomgate::emulator::{Emulator, Faults};
 use zoomgate::store::{AuditFilter, Outcome};
 
 use crate::process::GatewayProcess;
@@ -29,6 +29,16 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, gateway_toml(&zoom, &location)).unwrap();
 
+    // Every Zoom call takes a while, so that the kills find creates between intent and answer.
+    for account in [SALES_ZOOM_ID, SUPPORT_ZOOM_ID] {
+        zoom.set_faults(
+            account,
+            Faults {
+                latency_ms: 30,
+                ..Faults::default()
+            },
+        );
+    }
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     for round in 0..ROUNDS {
         let mut gateway = GatewayProcess::start(&config);
@@ -104,14 +114,18 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
             "{count} meetings of {user} in Zoom have no audit record, only {unknown} unknown intents"
         );
     }
+    let unknown = audit
+        .iter()
+        .filter(|r| r.outcome == Outcome::Unknown)
+        .count();
     eprintln!(
-        "{} acknowledged, {} meetings in Zoom without an outcome, {} unknown intents",
+        "{} acknowledged, {} meetings in Zoom without an outcome, {unknown} unknown intents",
         acknowledged.len(),
         unaudited.values().sum::<usize>(),
-        audit
-            .iter()
-            .filter(|r| r.outcome == Outcome::Unknown)
-            .count()
+    );
+    assert!(
+        unknown > 0,
+        "no kill landed between an intent and its outcome"
     );
     store.close().await;
     zoom.shutdown().await;

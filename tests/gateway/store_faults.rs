@@ -9,6 +9,7 @@ use std::time::Duration;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
+use zoomgate::emulator::Faults;
 use zoomgate::store::{AuditFilter, Outcome};
 
 use crate::support::*;
@@ -113,8 +114,35 @@ enum Answer {
     NotRecorded(i64),
 }
 
-/// Sends creates one at a time while the store is broken, checking each against the emulator.
-async fn creates_during_fault(gateway: &TestGateway, count: usize) -> Vec<Answer> {
+/// Whether meeting `id` is in the ledger and has an allowed audit record in the file at `db`,
+/// read through a connection of its own, as a restart would find it.
+async fn on_disk(db: &Path, id: i64) -> bool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true);
+    let Ok(pool) = sqlx::SqlitePool::connect_with(options).await else {
+        return false;
+    };
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0)
+        }
+    };
+    let ledger = count("SELECT COUNT(*) FROM meetings WHERE meeting_id = ?").await;
+    let audit =
+        count("SELECT COUNT(*) FROM audit WHERE meeting_id = ? AND outcome = 'allowed'").await;
+    pool.close().await;
+    ledger == 1 && audit >= 1
+}
+
+/// Sends creates one at a time while the store is broken, checking each against the emulator
+/// and every OK against the file.
+async fn creates_during_fault(gateway: &TestGateway, db: &Path, count: usize) -> Vec<Answer> {
     let mut client = gateway.client(ADMIN_KEY).await;
     let mut answers = Vec::new();
     for i in 0..count {
@@ -141,7 +169,14 @@ async fn creates_during_fault(gateway: &TestGateway, count: usize) -> Vec<Answer
         };
         match answer {
             Answer::Refused => assert_eq!(made, 0, "a create whose intent failed reached Zoom"),
-            _ => assert_eq!(made, 1),
+            Answer::Acknowledged(id) => {
+                assert_eq!(made, 1);
+                assert!(
+                    on_disk(db, id).await,
+                    "meeting {id} acknowledged, not on disk"
+                );
+            }
+            Answer::NotRecorded(_) => assert_eq!(made, 1),
         }
         answers.push(answer);
     }
@@ -185,8 +220,14 @@ async fn everything_is_recorded(gateway: &TestGateway) {
     );
 }
 
-/// Breaks the store, checks every answer and readiness, repairs it, and checks recovery.
-async fn survives(gateway: &TestGateway, break_store: impl FnOnce(), repair: impl FnOnce()) {
+/// Breaks the store (first while a create waits for Zoom), checks every answer and readiness,
+/// repairs it, and checks recovery.
+async fn survives(
+    gateway: &TestGateway,
+    db: &Path,
+    break_store: impl FnOnce(),
+    repair: impl FnOnce(),
+) {
     let mut client = gateway.client(ADMIN_KEY).await;
     for i in 0..3 {
         client
@@ -196,8 +237,36 @@ async fn survives(gateway: &TestGateway, break_store: impl FnOnce(), repair: imp
     }
     assert_eq!(gateway.health().await, ServingStatus::Serving);
 
+    // Zoom applies this create after the store broke: the answer says so and names it.
+    gateway.zoom.set_faults(
+        SALES_ZOOM_ID,
+        Faults {
+            latency_ms: 800,
+            ..Faults::default()
+        },
+    );
+    let in_flight = tokio::spawn({
+        let mut client = client.clone();
+        async move {
+            client
+                .create_meeting(create_for("alice@sales.acme.test", "in flight"))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     break_store();
-    let answers = creates_during_fault(gateway, 12).await;
+    let status = in_flight
+        .await
+        .unwrap()
+        .expect_err("its record cannot be written");
+    assert_eq!(reason(&status), "CHANGE_NOT_RECORDED", "{status:?}");
+    assert_eq!(status.code(), Code::Internal);
+    let unrecorded: i64 = status.get_details_error_info().unwrap().metadata["meeting_id"]
+        .parse()
+        .unwrap();
+    gateway.zoom.set_faults(SALES_ZOOM_ID, Faults::default());
+
+    let answers = creates_during_fault(gateway, db, 12).await;
     assert!(
         answers.iter().any(|a| matches!(a, Answer::Refused)),
         "the fault never reached the gateway"
@@ -227,10 +296,26 @@ async fn survives(gateway: &TestGateway, break_store: impl FnOnce(), repair: imp
             Answer::Acknowledged(id) | Answer::NotRecorded(id) => Some(*id),
             Answer::Refused => None,
         })
-        .chain([after.id])
+        .chain([after.id, unrecorded])
         .collect();
     for id in acknowledged {
-        assert!(gateway.store.meeting(id).await.unwrap().is_some());
+        assert!(
+            gateway.store.meeting(id).await.unwrap().is_some(),
+            "meeting {id} not in the ledger after recovery (unrecorded: {unrecorded}) {:?}",
+            gateway
+                .store
+                .audit(&AuditFilter::default())
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.meeting_id.is_none() || r.outcome == Outcome::Unknown)
+                .map(|r| (r.id, r.outcome, r.detail.clone()))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            on_disk(db, id).await,
+            "meeting {id} not on disk after recovery"
+        );
     }
     everything_is_recorded(gateway).await;
 }
@@ -238,10 +323,12 @@ async fn survives(gateway: &TestGateway, break_store: impl FnOnce(), repair: imp
 #[tokio::test]
 async fn a_full_filesystem_acknowledges_nothing_it_cannot_record() {
     let Some(fs) = Tmpfs::mount("2m") else { return };
-    let gateway = TestGateway::spawn_on(Some(fs.file("zoomgate.db")), |_| {}).await;
+    let db = fs.file("zoomgate.db");
+    let gateway = TestGateway::spawn_on(Some(db.clone()), |_| {}).await;
     let filler = std::cell::RefCell::new(None);
     survives(
         &gateway,
+        &db,
         || *filler.borrow_mut() = Some(fill(&fs.mount)),
         || std::fs::remove_file(filler.borrow().as_ref().unwrap()).unwrap(),
     )
@@ -289,6 +376,7 @@ async fn a_read_only_store_refuses_changes_and_a_restart_on_it_fails() {
     let read_only = std::cell::RefCell::new(None);
     survives(
         &gateway,
+        &db,
         || *read_only.borrow_mut() = Some(Immutable::set(&files)),
         || drop(read_only.borrow_mut().take()),
     )
@@ -314,10 +402,12 @@ async fn a_volume_that_goes_away_and_comes_back() {
     let Some(fs) = Tmpfs::mount_bound("8m") else {
         return;
     };
-    let gateway = TestGateway::spawn_on(Some(fs.file("zoomgate.db")), |_| {}).await;
+    let db = fs.file("zoomgate.db");
+    let gateway = TestGateway::spawn_on(Some(db.clone()), |_| {}).await;
     let backing = fs.mounted[0].clone();
     survives(
         &gateway,
+        &db,
         || assert!(run("umount", &["-l"], &fs.mount)),
         || {
             assert!(run(
