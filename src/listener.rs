@@ -81,8 +81,13 @@ async fn accept_loop(
                 backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
                 tokio::time::sleep(backoff).await;
             }
-            // A connection that failed before it was accepted (reset, aborted): the next one.
-            Err(error) => tracing::debug!(%error, "accept failed"),
+            // A connection that failed before it was accepted (reset, aborted): the next one,
+            // after a pause short enough not to matter and long enough not to spin if the
+            // error persists.
+            Err(error) => {
+                tracing::debug!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 }

@@ -79,19 +79,20 @@ where
 
 /// The status a client should see instead of one of tonic's decoding refusals.
 fn replacement(status: &Status, limit: usize) -> Option<Status> {
-    let (reason, message) = match status.code() {
+    let (reason, message, metadata) = match status.code() {
         Code::OutOfRange if status.message().starts_with(TOO_LARGE) => (
             "MESSAGE_TOO_LARGE",
             format!("the request message is larger than the limit of {limit} bytes"),
+            HashMap::from([("limit_bytes".to_owned(), limit.to_string())]),
         ),
         Code::Internal if status.message().starts_with(UNDECODABLE) => (
             "MALFORMED_MESSAGE",
             "the request message could not be decoded (malformed, or nested too deeply)".to_owned(),
+            HashMap::new(),
         ),
         _ => return None,
     };
     let mut details = ErrorDetails::new();
-    let metadata = HashMap::from([("limit_bytes".to_owned(), limit.to_string())]);
     details.set_error_info(reason, ERROR_DOMAIN, metadata);
     Some(Status::with_error_details(
         Code::InvalidArgument,

@@ -121,6 +121,26 @@ async fn the_advertised_stream_limit_is_enforced() {
 }
 
 #[tokio::test]
+async fn a_client_that_grants_no_window_is_cut_off() {
+    let gateway = TestGateway::spawn_with(with_limits("write_stall_timeout_secs = 2")).await;
+    // It reads everything, but lets no DATA through: every answer stays unsent.
+    let (mut stream, _) =
+        h2raw::handshake(gateway.addr, &[(h2raw::SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+    let mut requests = Vec::new();
+    for i in 0..10 {
+        let id = 1 + 2 * i;
+        requests.extend(h2raw::grpc_headers(id, HEALTH_CHECK, None, false));
+        requests.extend(h2raw::grpc_data(id, &[]));
+    }
+    stream.write_all(&requests).await.unwrap();
+    let started = Instant::now();
+    let (_, closed) = h2raw::read_until_closed(&mut stream, Duration::from_secs(6)).await;
+    assert!(closed, "answers held unsent keep the connection open");
+    assert!(started.elapsed() >= Duration::from_millis(1_800));
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn a_caller_beyond_its_requests_in_flight_is_refused_and_others_are_not() {
     let gateway =
         TestGateway::spawn_with(with_limits("max_requests_in_flight_per_caller = 2")).await;
