@@ -220,6 +220,16 @@ async fn everything_is_recorded(gateway: &TestGateway) {
     );
 }
 
+/// Whether an intent of outcome unknown is in the store.
+async fn intent_written(gateway: &TestGateway) -> bool {
+    let filter = AuditFilter {
+        outcome: Some(Outcome::Unknown),
+        limit: Some(1),
+        ..Default::default()
+    };
+    !gateway.store.audit(&filter).await.unwrap().is_empty()
+}
+
 /// Breaks the store (first while a create waits for Zoom), checks every answer and readiness,
 /// repairs it, and checks recovery.
 async fn survives(
@@ -241,7 +251,7 @@ async fn survives(
     gateway.zoom.set_faults(
         SALES_ZOOM_ID,
         Faults {
-            latency_ms: 800,
+            latency_ms: 2_000,
             ..Faults::default()
         },
     );
@@ -253,7 +263,12 @@ async fn survives(
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Broken once the intent is written, while Zoom still holds the create.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1_500);
+    while !intent_written(gateway).await {
+        assert!(tokio::time::Instant::now() < deadline, "no intent written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     break_store();
     let status = in_flight
         .await
