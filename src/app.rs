@@ -149,10 +149,10 @@ impl App {
                     .await
             }
         });
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Both versions: many clients (grpcio's Python reflection, older grpcurl) speak only
+        // v1alpha.
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let limits = self.limits;
         let mut builder = Server::builder()
@@ -180,7 +180,8 @@ impl App {
             })
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(
                 self.service
                     .into_server(self.policy, limits.max_message_bytes),
@@ -194,6 +195,13 @@ impl App {
         self.recorder.finish().await;
         Ok(())
     }
+}
+
+/// gRPC reflection over the gateway's services and health.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Reports SERVING while the store takes writes, NOT_SERVING while it refuses them and, for
