@@ -46,6 +46,7 @@ fn gateway_toml(emulator: &Emulator, store: &str) -> String {
     format!(
         r#"
 listen_addr = "127.0.0.1:0"
+ops_listen_addr = "127.0.0.1:0"
 zoom_api_url = "{api}"
 zoom_oauth_url = "{oauth}"
 store = "{store}"

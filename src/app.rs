@@ -51,6 +51,8 @@ pub enum AppError {
 pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
+    ops_listener: TcpListener,
+    ops_addr: SocketAddr,
     request_timeout: Duration,
     limits: Limits,
     tls: Option<TlsConfig>,
@@ -104,9 +106,21 @@ impl App {
             addr: config.listen_addr,
             source,
         })?;
+        let ops_listener = TcpListener::bind(config.ops_listen_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.ops_listen_addr,
+                source,
+            })?;
+        let ops_addr = ops_listener.local_addr().map_err(|source| AppError::Bind {
+            addr: config.ops_listen_addr,
+            source,
+        })?;
         Ok(App {
             listener,
             local_addr,
+            ops_listener,
+            ops_addr,
             request_timeout: config.request_timeout,
             limits: config.limits,
             tls: config.tls,
@@ -120,6 +134,11 @@ impl App {
     /// The address the gateway listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the ops HTTP listener (useful with port 0).
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
     }
 
     /// The token cache, for counters (benchmarks, metrics).
@@ -136,11 +155,20 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         let stopping = CancellationToken::new();
+        let (ready_tx, ready) = watch::channel(false);
         let readiness = tokio::spawn(report_readiness(
             health,
+            ready_tx,
             self.recorder.writable(),
             stopping.clone(),
         ));
+        // The ops listener outlives the gRPC drain, so `/readyz` says 503 while it lasts.
+        let ops_stop = CancellationToken::new();
+        let ops = tokio::spawn(
+            axum::serve(self.ops_listener, crate::ops::router(ready))
+                .with_graceful_shutdown(ops_stop.clone().cancelled_owned())
+                .into_future(),
+        );
         let checks = tokio::spawn({
             let (recorder, stopping) = (self.recorder.clone(), stopping.clone());
             async move {
@@ -191,6 +219,10 @@ impl App {
         // Requests whose callers left still finish their ledger and audit writes.
         tasks.close();
         tasks.wait().await;
+        ops_stop.cancel();
+        if let Ok(Err(error)) = ops.await {
+            tracing::warn!(%error, "ops listener failed");
+        }
         let _ = checks.await;
         self.recorder.finish().await;
         Ok(())
@@ -208,11 +240,14 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 /// good, once shutdown starts.
 async fn report_readiness(
     health: HealthReporter,
+    ready: watch::Sender<bool>,
     mut writable: watch::Receiver<bool>,
     stopping: CancellationToken,
 ) {
     loop {
-        let status = if *writable.borrow_and_update() {
+        let serving = *writable.borrow_and_update();
+        ready.send_replace(serving);
+        let status = if serving {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -223,6 +258,7 @@ async fn report_readiness(
             () = stopping.cancelled() => break,
         }
     }
+    ready.send_replace(false);
     set_health(&health, ServingStatus::NotServing).await;
 }
 

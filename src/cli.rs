@@ -117,7 +117,7 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(addr = %app.local_addr(), "zoomgate listening");
+    tracing::info!(addr = %app.local_addr(), ops_addr = %app.ops_addr(), "zoomgate listening");
     run_until_signal(app, grace).await
 }
 

@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// Address the gRPC server listens on. Default `127.0.0.1:50051`.
     #[serde(default = "default_listen_addr")]
     pub listen_addr: String,
+    /// Address of the ops HTTP listener (`/livez`, `/readyz`). Default `127.0.0.1:9090`.
+    #[serde(default = "default_ops_listen_addr")]
+    pub ops_listen_addr: String,
     /// Base URL of Zoom's REST API, including `/v2`. Default `https://api.zoom.us/v2`.
     #[serde(default = "default_zoom_api_url")]
     pub zoom_api_url: String,
@@ -361,6 +364,7 @@ fn to_usize(value: u64) -> usize {
 #[derive(Debug)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    pub ops_listen_addr: SocketAddr,
     pub zoom_api_url: String,
     pub zoom_oauth_url: String,
     pub request_timeout: Duration,
@@ -456,7 +460,7 @@ impl RawConfig {
         env: &HashMap<String, String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let listen_addr = self.listen_addr.parse().map_err(|_| {
+        let listen_addr: SocketAddr = self.listen_addr.parse().map_err(|_| {
             invalid(
                 "listen_addr",
                 format!(
@@ -465,6 +469,18 @@ impl RawConfig {
                 ),
             )
         })?;
+        let ops_listen_addr: SocketAddr = self.ops_listen_addr.parse().map_err(|_| {
+            invalid(
+                "ops_listen_addr",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9090",
+                    self.ops_listen_addr
+                ),
+            )
+        })?;
+        if ops_listen_addr == listen_addr && listen_addr.port() != 0 {
+            return Err(invalid("ops_listen_addr", "must differ from listen_addr"));
+        }
         check_url("zoom_api_url", &self.zoom_api_url)?;
         check_url("zoom_oauth_url", &self.zoom_oauth_url)?;
         let request_timeout = bounded_secs(
@@ -591,6 +607,7 @@ impl RawConfig {
 
         Ok(Config {
             listen_addr,
+            ops_listen_addr,
             zoom_api_url: self.zoom_api_url.trim_end_matches('/').to_owned(),
             zoom_oauth_url: self.zoom_oauth_url,
             request_timeout,
@@ -996,6 +1013,9 @@ fn pem_problem(error: &rustls_pki_types::pem::Error) -> &'static str {
 
 fn default_listen_addr() -> String {
     "127.0.0.1:50051".into()
+}
+fn default_ops_listen_addr() -> String {
+    "127.0.0.1:9090".into()
 }
 fn default_zoom_api_url() -> String {
     "https://api.zoom.us/v2".into()

@@ -21,6 +21,9 @@ pub struct DemoArgs {
     /// Address of the gateway's gRPC listener.
     #[arg(long, default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Address of the gateway's ops HTTP listener (`/livez`, `/readyz`).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    ops_listen: SocketAddr,
     /// Address of the Zoom emulator.
     #[arg(long, default_value = "127.0.0.1:9900")]
     emulator_listen: SocketAddr,
@@ -29,17 +32,18 @@ pub struct DemoArgs {
     store: String,
 }
 
-/// Builds the demo gateway config against a running emulator; the demo secrets go through an
-/// environment map, as real secrets do.
+/// Builds the demo gateway config against a running emulator, listening on `listen` (gRPC)
+/// and `ops_listen`; the demo secrets go through an environment map, as real secrets do.
 pub fn gateway_config(
     emulator: &Emulator,
     emulator_config: &EmulatorConfig,
-    listen: SocketAddr,
+    (listen, ops_listen): (SocketAddr, SocketAddr),
     store: &str,
 ) -> Result<Config, ConfigError> {
     let mut raw: RawConfig =
         toml::from_str(GATEWAY_CONFIG).map_err(|e| ConfigError::Syntax(e.to_string()))?;
     raw.listen_addr = listen.to_string();
+    raw.ops_listen_addr = ops_listen.to_string();
     raw.zoom_api_url = emulator.api_url();
     raw.zoom_oauth_url = emulator.oauth_url();
     raw.store = store.to_owned();
@@ -76,7 +80,8 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = match gateway_config(&emulator, &emulator_config, args.listen, &args.store) {
+    let listeners = (args.listen, args.ops_listen);
+    let config = match gateway_config(&emulator, &emulator_config, listeners, &args.store) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: demo gateway config: {error}");
@@ -91,17 +96,18 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print_guide(&emulator, app.local_addr(), &args.store);
+    print_guide(&emulator, &app, &args.store);
     let code = crate::cli::run_until_signal(app, grace).await;
     emulator.shutdown().await;
     code
 }
 
-fn print_guide(emulator: &Emulator, gateway: SocketAddr, store: &str) {
-    let addr = format!("http://{gateway}");
+fn print_guide(emulator: &Emulator, app: &crate::App, store: &str) {
+    let addr = format!("http://{}", app.local_addr());
     println!(
         r#"zoomgate demo is running.
   gateway (gRPC):  {addr}
+  ops (HTTP):      http://{ops}/livez, /readyz
   Zoom emulator:   {emulator_url}
   store:           {store}
 
@@ -122,5 +128,6 @@ In another terminal (`cargo run --` in place of `zoomgate` from a checkout):
 
 Ctrl-C stops both."#,
         emulator_url = emulator.base_url(),
+        ops = app.ops_addr(),
     );
 }

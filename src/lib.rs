@@ -12,7 +12,8 @@
 //! - [`grpc`]: tonic services, proto <-> domain conversion, the one error -> `Status` mapping.
 //! - [`listener`]: accepted connections and the limits one client may hold of them.
 //! - [`emulator`]: a faithful local Zoom for tests and `zoomgate demo`.
-//! - [`app`]: wiring, listener, graceful shutdown.
+//! - [`ops`]: the ops HTTP listener (`/livez`, `/readyz`).
+//! - [`app`]: wiring, listeners, graceful shutdown.
 //! - [`cli`]: the `zoomgate` command line.
 //! - [`demo`]: `zoomgate demo`, an emulator and a gateway wired together.
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod error;
 pub mod grpc;
 pub mod listener;
 pub mod meetings;
+pub mod ops;
 pub mod policy;
 pub mod proto;
 pub mod routing;

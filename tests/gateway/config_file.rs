@@ -66,6 +66,7 @@ fn base_toml() -> String {
     format!(
         r#"
 listen_addr = "127.0.0.1:0"
+ops_listen_addr = "127.0.0.1:0"
 store = "sqlite::memory:"
 
 [[accounts]]

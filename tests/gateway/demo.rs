@@ -15,7 +15,10 @@ async fn the_demo_wires_a_gateway_to_the_emulator() {
     let config = zoomgate::demo::gateway_config(
         &emulator,
         &emulator_config,
-        "127.0.0.1:0".parse().unwrap(),
+        (
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ),
         "sqlite::memory:",
     )
     .expect("demo config is valid");

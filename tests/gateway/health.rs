@@ -5,6 +5,11 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use std::time::Duration;
+
+use zoomgate::emulator::Emulator;
+
+use crate::process::{GatewayProcess, config_file};
 use crate::support::*;
 
 #[tokio::test]
@@ -92,4 +97,42 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() {
         );
     }
     gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_ops_listener_answers_livez_and_readyz_and_stops_with_the_server() {
+    let gateway = TestGateway::spawn().await;
+    let ops = gateway.ops_addr;
+    for path in ["livez", "readyz"] {
+        let answer = reqwest::get(format!("http://{ops}/{path}")).await.unwrap();
+        assert_eq!(answer.status(), 200, "/{path}");
+    }
+    let unknown = reqwest::get(format!("http://{ops}/metrics")).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    gateway.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(ops).await.is_err(),
+        "the ops listener outlives the gateway"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_ops_listener_with_the_grpc_server() {
+    let zoom = Emulator::start(emulator_config(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let config = config_file(&zoom, "");
+    let mut process = GatewayProcess::start(&config);
+    let livez = reqwest::get(format!("http://{}/livez", process.ops_addr))
+        .await
+        .unwrap();
+    assert_eq!(livez.status(), 200);
+    assert_eq!(process.terminate(Duration::from_secs(10)), Some(0));
+    for addr in [process.addr, process.ops_addr] {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} still listens"
+        );
+    }
+    zoom.shutdown().await;
 }

@@ -13,7 +13,7 @@ use zoomgate::emulator::{Emulator, Faults};
 use zoomgate::proto;
 
 use crate::h2raw::{self, Frame};
-use crate::process::GatewayProcess;
+use crate::process::{GatewayProcess, config_file};
 use crate::support::*;
 
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
@@ -235,14 +235,6 @@ fn rss_bytes(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
-}
-
-/// A config file for a gateway process against `zoom`, with `extra` appended.
-fn config_file(zoom: &Emulator, extra: &str) -> tempfile::TempPath {
-    let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    let store = format!("sqlite:{}.db", path.display());
-    std::fs::write(&path, gateway_toml(zoom, &store) + extra).unwrap();
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

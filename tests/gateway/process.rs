@@ -8,11 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::secrets_env;
+use zoomgate::emulator::Emulator;
+
+use crate::support::{gateway_toml, secrets_env};
 
 /// A running `zoomgate serve`, killed when dropped.
 pub struct GatewayProcess {
     pub addr: SocketAddr,
+    pub ops_addr: SocketAddr,
     child: Child,
     /// Every log line so far (JSON).
     logs: Arc<Mutex<Vec<String>>>,
@@ -49,21 +52,46 @@ impl GatewayProcess {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
                     && log["fields"]["message"] == "zoomgate listening"
-                    && let Some(addr) = log["fields"]["addr"].as_str()
+                    && let (Some(addr), Some(ops)) = (
+                        log["fields"]["addr"].as_str(),
+                        log["fields"]["ops_addr"].as_str(),
+                    )
                 {
-                    let _ = addr_tx.send(addr.parse::<SocketAddr>().expect("address"));
+                    let parse = |a: &str| a.parse::<SocketAddr>().expect("address");
+                    let _ = addr_tx.send((parse(addr), parse(ops)));
                 }
                 lines.lock().unwrap().push(line);
             }
         });
-        let addr = addr_rx
+        let (addr, ops_addr) = addr_rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("zoomgate did not start: {:?}", logs.lock().unwrap()));
-        GatewayProcess { addr, child, logs }
+        GatewayProcess {
+            addr,
+            ops_addr,
+            child,
+            logs,
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does, and waits up to `within` for the process to exit;
+    /// returns its exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Kills the process with SIGKILL and reaps it.
@@ -83,4 +111,12 @@ impl Drop for GatewayProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A config file for a gateway process against `zoom`, with `extra` appended.
+pub fn config_file(zoom: &Emulator, extra: &str) -> tempfile::TempPath {
+    let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let store = format!("sqlite:{}.db", path.display());
+    std::fs::write(&path, gateway_toml(zoom, &store) + extra).unwrap();
+    path
 }

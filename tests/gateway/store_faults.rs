@@ -292,6 +292,7 @@ async fn survives(
             .await,
         "readiness must follow the store"
     );
+    assert_eq!(gateway.readyz().await, 503, "/readyz follows the store too");
 
     repair();
     assert!(
@@ -300,6 +301,7 @@ async fn survives(
             .await,
         "the gateway must recover without a restart"
     );
+    assert_eq!(gateway.readyz().await, 200);
     let after = client
         .create_meeting(create_for("alice@sales.acme.test", "after"))
         .await

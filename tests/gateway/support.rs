@@ -88,6 +88,7 @@ pub fn gateway_toml(emulator: &Emulator, store: &str) -> String {
     format!(
         r#"
 listen_addr = "127.0.0.1:0"
+ops_listen_addr = "127.0.0.1:0"
 zoom_api_url = "{api}"
 zoom_oauth_url = "{oauth}"
 store = "{store}"
@@ -196,6 +197,8 @@ pub type Client = MeetingsClient<InterceptedService<Channel, ApiKey>>;
 /// A running gateway and the emulator it talks to.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The ops HTTP listener (`/livez`, `/readyz`).
+    pub ops_addr: SocketAddr,
     pub zoom: Emulator,
     pub store: Arc<dyn Store>,
     /// The SQLite location, for tools such as `zoomgate audit`.
@@ -231,6 +234,7 @@ impl TestGateway {
         customize(&mut toml);
         let mut gateway = TestGateway {
             addr: "127.0.0.1:0".parse().unwrap(),
+            ops_addr: "127.0.0.1:0".parse().unwrap(),
             store: zoomgate::store::open("sqlite::memory:").await.unwrap(),
             store_location,
             zoom,
@@ -246,6 +250,7 @@ impl TestGateway {
     async fn start(&mut self) {
         let app = self.build().await.expect("gateway builds");
         self.addr = app.local_addr();
+        self.ops_addr = app.ops_addr();
         self.store = app.store();
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
@@ -282,6 +287,15 @@ impl TestGateway {
             .expect("health answers")
             .into_inner()
             .status()
+    }
+
+    /// The status code of `GET /readyz` on the ops listener.
+    pub async fn readyz(&self) -> u16 {
+        reqwest::get(format!("http://{}/readyz", self.ops_addr))
+            .await
+            .expect("the ops listener answers")
+            .status()
+            .as_u16()
     }
 
     /// Waits up to `within` for the health status to become `status`; returns whether it did.
