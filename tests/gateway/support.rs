@@ -219,12 +219,28 @@ impl TestGateway {
         Self::spawn_on(None, customize).await
     }
 
+    /// Starts against an emulator that does not enforce Zoom's rate limits, for tests about
+    /// something else that send many requests in a burst.
+    pub async fn spawn_unthrottled() -> Self {
+        let mut emulator = emulator_config();
+        emulator.enforce_rate_limits = false;
+        Self::spawn_full(emulator, None, |_| {}).await
+    }
+
     /// Starts with the test config on the SQLite file `store_path` (a temporary file if `None`).
     pub async fn spawn_on(
         store_path: Option<PathBuf>,
         customize: impl FnOnce(&mut String),
     ) -> Self {
-        let zoom = Emulator::start(emulator_config(), "127.0.0.1:0".parse().unwrap())
+        Self::spawn_full(emulator_config(), store_path, customize).await
+    }
+
+    async fn spawn_full(
+        emulator: EmulatorConfig,
+        store_path: Option<PathBuf>,
+        customize: impl FnOnce(&mut String),
+    ) -> Self {
+        let zoom = Emulator::start(emulator, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("emulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
