@@ -160,8 +160,8 @@ impl StreamGuard {
         let mut unsent = self.activity.unsent.lock().expect("activity lock");
         unsent.insert(answer, Instant::now());
         self.answer = Some(answer);
-        drop(unsent);
-        self.activity.wake_reader();
+        // No wake here: sending the answer wakes the connection, whose next read arms the
+        // deadline.
     }
 }
 
@@ -255,7 +255,11 @@ impl Connection {
     /// Fails once the read deadline has passed; otherwise arms the timer to wake the reader.
     fn poll_read_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         // Registered first, so that a request ending after the deadline was read wakes us.
-        *self.info.activity.reader.lock().expect("activity lock") = Some(cx.waker().clone());
+        let mut reader = self.info.activity.reader.lock().expect("activity lock");
+        if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *reader = Some(cx.waker().clone());
+        }
+        drop(reader);
         let Some(deadline) = self.read_deadline() else {
             return Ok(());
         };

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zoomgate::emulator::{Emulator, Faults};
-use zoomgate::store::{AuditFilter, Outcome};
+use zoomgate::store::Outcome;
 
 use crate::process::GatewayProcess;
 use crate::support::*;
@@ -22,11 +22,12 @@ const USERS: [&str; 3] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_creates_loses_nothing_acknowledged() {
     // Zoom's limits off: a 429 would stop a writer before the kill, not the kill itself.
-    let mut emulator = emulator_config();
-    emulator.enforce_rate_limits = false;
-    let zoom = Emulator::start(emulator, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let zoom = Emulator::start(
+        unthrottled_emulator_config(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let location = format!("sqlite:{}", dir.path().join("zoomgate.db").display());
     let config = dir.path().join("gateway.toml");
@@ -71,14 +72,7 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
     }
 
     let store = zoomgate::store::open(&location).await.unwrap();
-    let audit = store
-        .audit(&AuditFilter {
-            operation: Some("meetings.create".into()),
-            limit: Some(10_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let audit = create_records(store.as_ref()).await;
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() > 20, "too few creates to mean anything");
     for id in &acknowledged {

@@ -34,66 +34,49 @@ async fn health_is_open_and_serving() {
     gateway.stop().await;
 }
 
-/// Lists the services through gRPC reflection, in both protocol versions.
+/// Lists the services through gRPC reflection version `$v` (the generated types of each
+/// version are distinct, with the same shape).
+macro_rules! reflected_services {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            message_request: Some(MessageRequest::ListServices(String::new())),
+            ..Default::default()
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection answers")
+            .into_inner();
+        match answers.message().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|s| s.name)
+                .collect::<Vec<String>>(),
+            other => panic!("not a service list: {other:?}"),
+        }
+    }};
+}
+
 #[tokio::test]
 async fn reflection_lists_the_services_in_v1_and_v1alpha() {
-    use tonic_reflection::pb::{v1, v1alpha};
-
     let gateway = TestGateway::spawn().await;
     let channel = Channel::from_shared(format!("http://{}", gateway.addr))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let expected = ["grpc.health.v1.Health", "zoomgate.v1.Meetings"];
-
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
-    let request = v1::ServerReflectionRequest {
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-        ..Default::default()
-    };
-    let mut answers = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("v1 reflection answers")
-        .into_inner();
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        answers.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("v1: not a service list");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for name in expected {
+    let v1 = reflected_services!(v1, channel.clone());
+    let v1alpha = reflected_services!(v1alpha, channel);
+    for name in ["grpc.health.v1.Health", "zoomgate.v1.Meetings"] {
+        assert!(v1.iter().any(|n| n == name), "v1 lacks {name}: {v1:?}");
         assert!(
-            names.iter().any(|n| n == name),
-            "v1 lacks {name}: {names:?}"
-        );
-    }
-
-    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
-    let request = v1alpha::ServerReflectionRequest {
-        message_request: Some(
-            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-        ..Default::default()
-    };
-    let mut answers = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("v1alpha reflection answers")
-        .into_inner();
-    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        answers.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("v1alpha: not a service list");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for name in expected {
-        assert!(
-            names.iter().any(|n| n == name),
-            "v1alpha lacks {name}: {names:?}"
+            v1alpha.iter().any(|n| n == name),
+            "v1alpha lacks {name}: {v1alpha:?}"
         );
     }
     gateway.stop().await;

@@ -240,11 +240,12 @@ fn rss_bytes(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off_and_bounded() {
     // Zoom's per-second limits would answer most of the flood with small 429s.
-    let mut emulator = emulator_config();
-    emulator.enforce_rate_limits = false;
-    let zoom = Emulator::start(emulator, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let zoom = Emulator::start(
+        unthrottled_emulator_config(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     // The keepalive (20 s + 10 s) is far off: the stalled write is what cuts the client off.
     let config = config_file(&zoom, "\n[limits]\nwrite_stall_timeout_secs = 2\n");
     let process = GatewayProcess::start(&config);

@@ -187,14 +187,7 @@ async fn creates_during_fault(gateway: &TestGateway, db: &Path, count: usize) ->
 /// `allowed` audit record naming it, and no intent is left unknown.
 async fn everything_is_recorded(gateway: &TestGateway) {
     let store = gateway.store.clone();
-    let audit = store
-        .audit(&AuditFilter {
-            operation: Some("meetings.create".into()),
-            limit: Some(10_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let audit = create_records(store.as_ref()).await;
     let made: Vec<i64> = gateway
         .zoom
         .meetings(SALES_ZOOM_ID)

@@ -82,6 +82,26 @@ scopes = ["meeting:read:meeting:admin", "user:read:user:admin"]
     EmulatorConfig::from_toml(&text).expect("test emulator config is valid")
 }
 
+/// [`emulator_config`] without Zoom's rate limits, for tests about something else that send
+/// many requests in a burst.
+pub fn unthrottled_emulator_config() -> EmulatorConfig {
+    let mut config = emulator_config();
+    config.enforce_rate_limits = false;
+    config
+}
+
+/// Every `meetings.create` audit record in `store`, newest first.
+pub async fn create_records(store: &dyn Store) -> Vec<zoomgate::store::AuditRecord> {
+    store
+        .audit(&zoomgate::store::AuditFilter {
+            operation: Some("meetings.create".into()),
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .expect("the audit log reads")
+}
+
 /// The gateway config: partner.test users have no rule, so they are found by probing.
 pub fn gateway_toml(emulator: &Emulator, store: &str) -> String {
     let hash = zoomgate::policy::hash_api_key;
@@ -222,9 +242,7 @@ impl TestGateway {
     /// Starts against an emulator that does not enforce Zoom's rate limits, for tests about
     /// something else that send many requests in a burst.
     pub async fn spawn_unthrottled() -> Self {
-        let mut emulator = emulator_config();
-        emulator.enforce_rate_limits = false;
-        Self::spawn_full(emulator, None, |_| {}).await
+        Self::spawn_full(unthrottled_emulator_config(), None, |_| {}).await
     }
 
     /// Starts with the test config on the SQLite file `store_path` (a temporary file if `None`).
