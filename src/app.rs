@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -19,7 +20,7 @@ use crate::listener::{self, TrackStreamsLayer};
 use crate::meetings::Meetings;
 use crate::policy::Policy;
 use crate::proto::meetings_server::MeetingsServer;
-use crate::routing::Directory;
+use crate::routing::ProbeCache;
 use crate::store::{self, Recorder, Store};
 use crate::token::TokenCache;
 use crate::zoom::{ZoomClient, ZoomEndpoints};
@@ -45,6 +46,8 @@ pub enum AppError {
     Transport(#[from] tonic::transport::Error),
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A gateway with its listener bound, ready to [`run`](App::run).
@@ -58,6 +61,8 @@ pub struct App {
     tls: Option<TlsConfig>,
     policy: Arc<Policy>,
     service: MeetingsService,
+    /// The request tasks of the meetings service, drained at shutdown.
+    tasks: TaskTracker,
     tokens: TokenCache,
     recorder: Arc<Recorder>,
 }
@@ -83,14 +88,14 @@ impl App {
             config.zoom_timeout,
         )?;
         let tokens = TokenCache::new(zoom.clone(), &config.accounts, config.token);
-        let directory = Directory::new(
+        let probe_cache = ProbeCache::new(
             config.routing.user_cache_ttl,
             config.routing.negative_cache_ttl,
         );
         let meetings = Meetings::new(
             config.accounts,
             config.routing.rules,
-            directory,
+            probe_cache,
             zoom,
             tokens.clone(),
             recorder.clone(),
@@ -125,7 +130,8 @@ impl App {
             limits: config.limits,
             tls: config.tls,
             policy: Arc::new(config.policy),
-            service: MeetingsService::new(meetings),
+            tasks: meetings.tasks(),
+            service: MeetingsService::new(meetings, config.request_timeout),
             tokens,
             recorder,
         })
@@ -149,6 +155,24 @@ impl App {
     /// The durable store (meeting ledger, audit log).
     pub fn store(&self) -> Arc<dyn Store> {
         self.recorder.store().clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then gives requests in flight `grace` to finish; past it,
+    /// the process may exit with them still running.
+    pub async fn run_until_signal(self, grace: Duration) -> Result<(), AppError> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(self.run(async {
+            let _ = stop_rx.await;
+        }));
+        crate::shutdown::signal().await;
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(grace, server).await {
+            Ok(served) => served?,
+            Err(_) => {
+                tracing::warn!(?grace, "requests still in flight after the grace period");
+                Ok(())
+            }
+        }
     }
 
     /// Serves until `shutdown` resolves, then reports NotServing and drains requests in flight.
@@ -200,7 +224,7 @@ impl App {
             // NOT_SERVING is reported before the listener stops accepting.
             let _ = readiness.await;
         };
-        let tasks = self.service.tasks();
+        let tasks = self.tasks;
         builder
             .layer(TrackStreamsLayer)
             .layer(DecodeErrorsLayer {

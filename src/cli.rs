@@ -118,30 +118,16 @@ async fn serve(path: &Path) -> ExitCode {
         }
     };
     tracing::info!(addr = %app.local_addr(), ops_addr = %app.ops_addr(), "zoomgate listening");
-    run_until_signal(app, grace).await
+    exit_code(app.run_until_signal(grace).await)
 }
 
-/// Serves until SIGTERM/SIGINT, then gives requests in flight `grace` to finish.
-pub(crate) async fn run_until_signal(app: crate::App, grace: std::time::Duration) -> ExitCode {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async {
-        let _ = stop_rx.await;
-    }));
-    crate::shutdown::signal().await;
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
-        Ok(Ok(Err(error))) => {
+/// The exit code of a gateway that served until a signal.
+fn exit_code(served: Result<(), crate::app::AppError>) -> ExitCode {
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
             errln!("error: {error}");
             ExitCode::FAILURE
-        }
-        Ok(Err(error)) => {
-            errln!("error: server task failed: {error}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            tracing::warn!(?grace, "requests still in flight after the grace period");
-            ExitCode::SUCCESS
         }
     }
 }

@@ -234,7 +234,7 @@ impl fmt::Debug for SecretBytes {
     }
 }
 
-/// Settings of the user -> account directory.
+/// Settings of the user -> account probe cache.
 #[derive(Clone, Debug)]
 pub struct RoutingSettings {
     pub rules: RoutingRules,
@@ -334,7 +334,7 @@ impl RawLimits {
 pub const MAX_TIMEOUT_SECS: u64 = 3_600;
 /// Longest token refresh margin and fetch cooldown, in seconds: one day.
 pub const MAX_TOKEN_SECS: u64 = 86_400;
-/// Longest lifetime of a directory cache entry, in seconds: 30 days.
+/// Longest lifetime of a probe cache entry, in seconds: 30 days.
 pub const MAX_CACHE_TTL_SECS: u64 = 30 * 86_400;
 
 /// Checks a duration setting in seconds with [`bounded`]. Every duration of the config has an
@@ -578,14 +578,16 @@ impl RawConfig {
             }
             let client_secret = resolve_secret(raw, env, base_dir, &at)?;
             for (j, email) in raw.users.iter().enumerate() {
+                let place = at(&format!("users[{j}]"));
                 rules
-                    .add_user(email, &name)
-                    .map_err(|e| invalid(at(&format!("users[{j}]")), e))?;
+                    .add_user(email, &name, &place)
+                    .map_err(|e| invalid(place.clone(), e))?;
             }
             for (j, domain) in raw.domains.iter().enumerate() {
+                let place = at(&format!("domains[{j}]"));
                 rules
-                    .add_domain(domain, &name)
-                    .map_err(|e| invalid(at(&format!("domains[{j}]")), e))?;
+                    .add_domain(domain, &name, &place)
+                    .map_err(|e| invalid(place.clone(), e))?;
             }
             accounts.push(Account {
                 name,
@@ -1139,11 +1141,10 @@ domains = ["sales.x.test"]
         );
         assert_eq!(config.token.refresh_margin, Duration::from_secs(300));
         let name = AccountName::parse("sales").unwrap();
-        assert_eq!(
-            config.routing.rules.account_for("ann@sales.x.test"),
-            Some(&name)
-        );
-        assert_eq!(config.routing.rules.account_for("boss@x.test"), Some(&name));
+        let rule = |email| config.routing.rules.rule_for(email).unwrap();
+        assert_eq!(rule("ann@sales.x.test").account, name);
+        assert_eq!(rule("boss@x.test").account, name);
+        assert_eq!(&*rule("boss@x.test").place, "accounts[0].users[0]");
         assert!(!format!("{config:?}").contains("s3cret"));
     }
 
@@ -1413,7 +1414,7 @@ domains = ["sales.x.test"]
                         let _ = now + duration;
                         proptest::prop_assert!(duration <= Duration::from_secs(MAX_CACHE_TTL_SECS));
                     }
-                    let directory = crate::routing::Directory::new(
+                    let directory = crate::routing::ProbeCache::new(
                         config.routing.user_cache_ttl,
                         config.routing.negative_cache_ttl,
                     );

@@ -97,9 +97,15 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         }
     };
     print_guide(&emulator, &app, &args.store);
-    let code = crate::cli::run_until_signal(app, grace).await;
+    let served = app.run_until_signal(grace).await;
     emulator.shutdown().await;
-    code
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn print_guide(emulator: &Emulator, app: &crate::App, store: &str) {

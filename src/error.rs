@@ -57,6 +57,12 @@ pub enum Error {
     },
     #[error("zoom did not answer in time for account `{account}`")]
     ZoomTimeout { account: AccountName },
+    /// The request's deadline (the client's, capped by `request_timeout_secs`) passed.
+    #[error("the request's deadline passed before it finished")]
+    DeadlineExceeded {
+        /// A change had gone out to Zoom, so it may have been applied.
+        sent: bool,
+    },
     #[error("account `{account}` lacks a zoom scope: {detail}")]
     MissingScope {
         account: AccountName,
@@ -134,7 +140,8 @@ impl Error {
             | Error::PermissionDenied { .. }
             | Error::RateLimited { .. }
             | Error::TooManyRequests { .. }
-            | Error::ZoomTimeout { .. } => self.to_string(),
+            | Error::ZoomTimeout { .. }
+            | Error::DeadlineExceeded { .. } => self.to_string(),
             Error::ZoomUnavailable { account, .. } => {
                 format!("zoom is unavailable for account `{account}`")
             }
@@ -171,7 +178,9 @@ impl Error {
     pub fn outcome_unknown(&self) -> bool {
         matches!(
             self,
-            Error::ZoomTimeout { .. } | Error::ZoomUnavailable { sent: true, .. }
+            Error::ZoomTimeout { .. }
+                | Error::ZoomUnavailable { sent: true, .. }
+                | Error::DeadlineExceeded { sent: true }
         )
     }
 
@@ -192,6 +201,7 @@ impl Error {
             Error::RateLimited { .. } => "ZOOM_RATE_LIMITED",
             Error::ZoomUnavailable { .. } => "ZOOM_UNAVAILABLE",
             Error::ZoomTimeout { .. } => "ZOOM_TIMEOUT",
+            Error::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",
             Error::MissingScope { .. } => "ZOOM_SCOPE_MISSING",
             Error::ZoomRejected { .. } => "ZOOM_REJECTED",
             Error::ZoomRefused { .. } => "ZOOM_REFUSED",

@@ -1,9 +1,11 @@
 //! Which Zoom account owns a user: config rules first, then what probes found, cached with TTLs.
 //!
 //! Everything here is pure and synchronous; the probing itself (calls to Zoom) happens in
-//! [`crate::meetings`], which reports the outcome back into the [`Directory`].
+//! [`crate::meetings`], which reports the outcome back into the [`ProbeCache`].
 
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -12,42 +14,94 @@ use tokio::time::Instant;
 
 use crate::accounts::AccountName;
 
+/// Where the account of a user or meeting came from, for logs and `explain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteSource {
+    /// A config rule, by its place in the file, e.g. `accounts[0].domains[1]`.
+    ConfigRule(Arc<str>),
+    /// A probe made for an earlier request, remembered in the [`ProbeCache`].
+    ProbeCache,
+    /// A probe made for this request.
+    Probe,
+    /// The meeting ledger.
+    Ledger,
+}
+
+impl fmt::Display for RouteSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteSource::ConfigRule(place) => write!(f, "config rule {place}"),
+            RouteSource::ProbeCache => f.write_str("probe cache"),
+            RouteSource::Probe => f.write_str("probe"),
+            RouteSource::Ledger => f.write_str("ledger"),
+        }
+    }
+}
+
+/// A config rule: the account it routes to and where it is written.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub account: AccountName,
+    pub place: Arc<str>,
+}
+
 /// Routing rules from the config: explicit emails, then email domains.
 #[derive(Clone, Debug, Default)]
 pub struct RoutingRules {
-    users: HashMap<String, AccountName>,
-    domains: HashMap<String, AccountName>,
+    users: HashMap<String, Rule>,
+    domains: HashMap<String, Rule>,
 }
 
 impl RoutingRules {
-    /// Adds "`email` lives in `account`"; an email claimed by two accounts is an error.
-    pub fn add_user(&mut self, email: &str, account: &AccountName) -> Result<(), String> {
+    /// Adds "`email` lives in `account`", written at `place`; an email claimed by two accounts is
+    /// an error.
+    pub fn add_user(
+        &mut self,
+        email: &str,
+        account: &AccountName,
+        place: &str,
+    ) -> Result<(), String> {
         let email =
             normalize_email(email).ok_or_else(|| format!("`{email}` is not an email address"))?;
-        match self.users.insert(email.clone(), account.clone()) {
-            Some(other) if &other != account => {
-                Err(format!("`{email}` is already routed to account `{other}`"))
-            }
+        let rule = Rule {
+            account: account.clone(),
+            place: place.into(),
+        };
+        match self.users.insert(email.clone(), rule) {
+            Some(other) if &other.account != account => Err(format!(
+                "`{email}` is already routed to account `{}`",
+                other.account
+            )),
             _ => Ok(()),
         }
     }
 
-    /// Adds "users of `domain` live in `account`"; `@` in front is optional.
-    pub fn add_domain(&mut self, domain: &str, account: &AccountName) -> Result<(), String> {
+    /// Adds "users of `domain` live in `account`", written at `place`; `@` in front is optional.
+    pub fn add_domain(
+        &mut self,
+        domain: &str,
+        account: &AccountName,
+        place: &str,
+    ) -> Result<(), String> {
         let domain = domain.trim_start_matches('@').to_ascii_lowercase();
         if !is_domain(&domain) {
             return Err(format!("`{domain}` is not an email domain"));
         }
-        match self.domains.insert(domain.clone(), account.clone()) {
-            Some(other) if &other != account => {
-                Err(format!("`{domain}` is already routed to account `{other}`"))
-            }
+        let rule = Rule {
+            account: account.clone(),
+            place: place.into(),
+        };
+        match self.domains.insert(domain.clone(), rule) {
+            Some(other) if &other.account != account => Err(format!(
+                "`{domain}` is already routed to account `{}`",
+                other.account
+            )),
             _ => Ok(()),
         }
     }
 
-    /// Returns the account a rule assigns to `email` (lowercase), explicit emails first.
-    pub fn account_for(&self, email: &str) -> Option<&AccountName> {
+    /// Returns the rule that assigns `email` (lowercase) an account, explicit emails first.
+    pub fn rule_for(&self, email: &str) -> Option<&Rule> {
         self.users.get(email).or_else(|| {
             let (_, domain) = email.rsplit_once('@')?;
             self.domains.get(domain)
@@ -138,7 +192,7 @@ pub struct UserLocation {
 /// Keys are lowercased emails and Zoom user ids. Absence is remembered per account, because a
 /// probe on behalf of one caller only looks into the accounts that caller may use.
 #[derive(Debug)]
-pub struct Directory {
+pub struct ProbeCache {
     found: DashMap<String, (UserLocation, Instant)>,
     absent: DashMap<(String, AccountName), Instant>,
     found_ttl: Duration,
@@ -151,7 +205,7 @@ pub struct Directory {
 /// Writes between two sweeps of expired entries; a sweep costs one pass over both maps.
 const SWEEP_EVERY: usize = 4096;
 
-impl Directory {
+impl ProbeCache {
     pub fn new(found_ttl: Duration, absent_ttl: Duration) -> Self {
         Self {
             found: DashMap::new(),
@@ -232,23 +286,46 @@ mod tests {
     #[test]
     fn explicit_users_win_over_domains() {
         let mut rules = RoutingRules::default();
-        rules.add_domain("@sales.example", &name("sales")).unwrap();
-        rules.add_user("Boss@Sales.Example", &name("exec")).unwrap();
-        assert_eq!(rules.account_for("boss@sales.example"), Some(&name("exec")));
-        assert_eq!(rules.account_for("ann@sales.example"), Some(&name("sales")));
-        assert_eq!(rules.account_for("ann@sub.sales.example"), None);
-        assert_eq!(rules.account_for("ann@other.example"), None);
+        rules
+            .add_domain("@sales.example", &name("sales"), "accounts[0].domains[0]")
+            .unwrap();
+        rules
+            .add_user("Boss@Sales.Example", &name("exec"), "accounts[1].users[0]")
+            .unwrap();
+        let account = |email| rules.rule_for(email).map(|rule| &rule.account);
+        assert_eq!(account("boss@sales.example"), Some(&name("exec")));
+        assert_eq!(account("ann@sales.example"), Some(&name("sales")));
+        assert_eq!(account("ann@sub.sales.example"), None);
+        assert_eq!(account("ann@other.example"), None);
+        let place = |email| rules.rule_for(email).map(|rule| rule.place.to_string());
+        assert_eq!(place("boss@sales.example").unwrap(), "accounts[1].users[0]");
+        assert_eq!(
+            place("ann@sales.example").unwrap(),
+            "accounts[0].domains[0]"
+        );
     }
 
     #[test]
     fn one_email_or_domain_belongs_to_one_account() {
         let mut rules = RoutingRules::default();
-        rules.add_user("a@x.example", &name("one")).unwrap();
-        assert!(rules.add_user("A@X.example", &name("two")).is_err());
-        rules.add_domain("x.example", &name("one")).unwrap();
-        assert!(rules.add_domain("@x.example", &name("two")).is_err());
-        assert!(rules.add_user("not-an-email", &name("one")).is_err());
-        assert!(rules.add_domain("bad domain", &name("one")).is_err());
+        rules.add_user("a@x.example", &name("one"), "here").unwrap();
+        assert!(rules.add_user("A@X.example", &name("two"), "here").is_err());
+        rules.add_domain("x.example", &name("one"), "here").unwrap();
+        assert!(
+            rules
+                .add_domain("@x.example", &name("two"), "here")
+                .is_err()
+        );
+        assert!(
+            rules
+                .add_user("not-an-email", &name("one"), "here")
+                .is_err()
+        );
+        assert!(
+            rules
+                .add_domain("bad domain", &name("one"), "here")
+                .is_err()
+        );
     }
 
     #[test]
@@ -300,7 +377,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn directory_entries_expire() {
-        let dir = Directory::new(Duration::from_secs(10), Duration::from_secs(5));
+        let dir = ProbeCache::new(Duration::from_secs(10), Duration::from_secs(5));
         let loc = UserLocation {
             account: name("sales"),
             user_id: "u1".into(),
@@ -322,7 +399,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn expired_entries_are_swept_as_new_ones_arrive() {
-        let dir = Directory::new(Duration::from_secs(10), Duration::from_secs(5));
+        let dir = ProbeCache::new(Duration::from_secs(10), Duration::from_secs(5));
         for n in 0..SWEEP_EVERY - 1 {
             dir.record_absent(&format!("user{n}@x.example"), &name("sales"));
         }
@@ -335,7 +412,7 @@ mod tests {
 
     #[tokio::test]
     async fn ttls_past_what_an_instant_holds_saturate() {
-        let dir = Directory::new(Duration::MAX, Duration::MAX);
+        let dir = ProbeCache::new(Duration::MAX, Duration::MAX);
         let loc = UserLocation {
             account: name("sales"),
             user_id: "u1".into(),
@@ -349,7 +426,7 @@ mod tests {
 
     #[test]
     fn forget_drops_both_keys() {
-        let dir = Directory::new(Duration::from_secs(10), Duration::from_secs(5));
+        let dir = ProbeCache::new(Duration::from_secs(10), Duration::from_secs(5));
         dir.record_found(UserLocation {
             account: name("sales"),
             user_id: "u1".into(),

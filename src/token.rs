@@ -14,66 +14,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::accounts::{Account, AccountName, Accounts};
-use crate::zoom::{ZoomClient, ZoomError};
-
-/// A Zoom bearer token. `Debug` is redacted; [`AccessToken::expose`] is the only way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(Arc<str>);
-
-impl AccessToken {
-    pub fn new(token: impl Into<Arc<str>>) -> Self {
-        Self(token.into())
-    }
-
-    /// Returns the token text, for the `Authorization` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken([redacted])")
-    }
-}
-
-/// A successful answer of Zoom's token endpoint.
-#[derive(Clone, Debug)]
-pub struct TokenGrant {
-    pub access_token: AccessToken,
-    /// Lifetime Zoom granted (`expires_in`, always > 0).
-    pub expires_in: Duration,
-    /// Space-separated scopes of the token.
-    pub scope: Option<String>,
-    /// The account's regional API base; informational, the configured `api_url` is used.
-    pub api_url: Option<String>,
-}
-
-/// Why no token is available. Never holds the secret or a token.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum TokenError {
-    /// The account is not in the configuration.
-    #[error("unknown account `{0}`")]
-    UnknownAccount(AccountName),
-    /// Zoom refused the credentials or the request (4xx with an OAuth error body).
-    #[error("zoom rejected the token request with status {status} ({error}): {reason}")]
-    Rejected {
-        status: u16,
-        error: String,
-        reason: String,
-    },
-    /// The token endpoint answered, but not with a usable token.
-    #[error("malformed token response: {0}")]
-    Malformed(&'static str),
-    /// The token endpoint failed (5xx, 429, connection error or timeout).
-    #[error("zoom token endpoint unavailable: {0}")]
-    Unavailable(String),
-    /// Recent fetches failed; no new one is tried before `retry_after`.
-    #[error("token fetch cooling down after failures, retry after {retry_after:?}")]
-    CoolingDown { retry_after: Duration },
-}
+use crate::zoom::{AccessToken, TokenError, TokenGrant, ZoomClient, ZoomError};
 
 /// Error of [`TokenCache::call`]: no token, or Zoom's answer.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -241,20 +185,22 @@ impl TokenCache {
             return slot.unexpired(now).ok_or(error);
         }
         // The fetch runs in a task of its own: a request that gives up (deadline, disconnect)
-        // must not cancel the fetch that every request behind it waits for.
+        // must not cancel the fetch that every request behind it waits for. It logs in the span
+        // of the request that started it.
         let this = self.clone();
         let account = account.clone();
-        tokio::spawn(async move {
+        let fetch = async move {
             let mut flight = flight;
             let slot = this.slot(&account)?;
             this.fetch(slot, &mut flight).await
-        })
-        .await
-        .unwrap_or_else(|error| {
-            Err(TokenError::Unavailable(format!(
-                "token fetch task: {error}"
-            )))
-        })
+        };
+        tokio::spawn(fetch.instrument(tracing::Span::current()))
+            .await
+            .unwrap_or_else(|error| {
+                Err(TokenError::Unavailable(format!(
+                    "token fetch task: {error}"
+                )))
+            })
     }
 
     /// Forgets `token` if it is still the cached one (after Zoom said 401/124), so that a
@@ -335,8 +281,9 @@ impl TokenCache {
             .filter(|left| !left.is_zero())
     }
 
-    /// Tells whether `account` holds an unexpired token, for readiness.
-    pub fn has_token(&self, account: &AccountName) -> bool {
+    /// Tells whether `account` holds an unexpired token.
+    #[cfg(test)]
+    pub(crate) fn has_token(&self, account: &AccountName) -> bool {
         self.slot(account)
             .is_ok_and(|slot| slot.unexpired(Instant::now()).is_some())
     }
@@ -577,8 +524,6 @@ mod tests {
                         Answer::Token { expires_in } => Ok(TokenGrant {
                             access_token: AccessToken::new(format!("token-{n}")),
                             expires_in,
-                            scope: None,
-                            api_url: None,
                         }),
                         Answer::Fail(error) => Err(error),
                     }
@@ -1034,8 +979,6 @@ mod tests {
         let grant = TokenGrant {
             access_token: token,
             expires_in: Duration::from_secs(1),
-            scope: None,
-            api_url: None,
         };
         assert!(!format!("{grant:?}").contains("eyJsecret"));
     }

@@ -6,21 +6,27 @@ pub mod decode_errors;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio_util::task::TaskTracker;
+use tonic::metadata::MetadataValue;
 use tonic::transport::server::TlsConnectInfo;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 use crate::listener::ConnectionInfo;
-use crate::meetings::Meetings;
-use crate::policy::{Caller, Policy, sans_of_certificate};
+use crate::meetings::{Meetings, RequestContext, RequestId};
+use crate::policy::{Caller, Identity, Operation, Policy};
 use crate::proto;
 use crate::proto::meetings_server::MeetingsServer;
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "zoomgate.dev";
+
+/// Metadata a client may set to name its request; the answer carries the id used.
+const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The client's deadline, as gRPC over HTTP/2 sends it.
+const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 
 /// When to try again after the store refused: the interval of its write checks.
 const STORE_RETRY_AFTER: std::time::Duration = crate::app::STORE_CHECK_INTERVAL;
@@ -29,8 +35,8 @@ const STORE_RETRY_AFTER: std::time::Duration = crate::app::STORE_CHECK_INTERVAL;
 #[derive(Clone)]
 pub struct MeetingsService {
     meetings: Meetings,
-    /// The request tasks, so that shutdown can wait for the ones whose callers left.
-    tasks: TaskTracker,
+    /// The longest a request may take, whatever deadline its client sets.
+    request_timeout: Duration,
 }
 
 /// The service behind caller authentication; health and reflection stay open.
@@ -38,43 +44,11 @@ pub type AuthenticatedMeetings =
     tonic::service::interceptor::InterceptedService<MeetingsServer<MeetingsService>, Authenticator>;
 
 impl MeetingsService {
-    pub fn new(meetings: Meetings) -> Self {
+    pub fn new(meetings: Meetings, request_timeout: Duration) -> Self {
         Self {
             meetings,
-            tasks: TaskTracker::new(),
+            request_timeout,
         }
-    }
-
-    /// Runs the request path in a task of its own, so that a caller who hangs up or runs out of
-    /// time cannot cut it between Zoom's answer and the ledger and audit writes that must follow.
-    /// The request counts against the caller's requests in flight until that task ends.
-    async fn detached<T, Fut>(
-        &self,
-        caller: Arc<Caller>,
-        request: impl FnOnce(Meetings, Arc<Caller>) -> Fut,
-    ) -> Result<T, Status>
-    where
-        T: Send + 'static,
-        Fut: Future<Output = Result<T, Error>> + Send + 'static,
-    {
-        let admitted = self.meetings.admit(&caller).map_err(status)?;
-        let request = request(self.meetings.clone(), caller);
-        let task = async move {
-            let result = request.await;
-            drop(admitted);
-            result
-        };
-        match self.tasks.spawn(task).await {
-            Ok(result) => result.map_err(status),
-            Err(error) => Err(status(Error::Internal(format!(
-                "request task failed: {error}"
-            )))),
-        }
-    }
-
-    /// The tracker of request tasks; shutdown closes it and waits for it.
-    pub fn tasks(&self) -> TaskTracker {
-        self.tasks.clone()
     }
 
     /// Wraps the service so that every call carries an authenticated [`Caller`]; requests
@@ -87,6 +61,31 @@ impl MeetingsService {
         let server = MeetingsServer::new(self).max_decoding_message_size(max_message_bytes);
         tonic::service::interceptor::InterceptedService::new(server, Authenticator { policy })
     }
+
+    /// Builds the context of one call: its caller, request id and deadline.
+    fn context<T>(
+        &self,
+        request: &Request<T>,
+        operation: Operation,
+    ) -> Result<RequestContext, Status> {
+        let caller = request
+            .extensions()
+            .get::<Arc<Caller>>()
+            .cloned()
+            .ok_or_else(|| status(Error::Unauthenticated))?;
+        let metadata = request.metadata();
+        let request_id = metadata
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok());
+        let timeout = metadata
+            .get(GRPC_TIMEOUT_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.request_timeout, |client| {
+                client.min(self.request_timeout)
+            });
+        Ok(RequestContext::new(caller, operation, request_id, timeout))
+    }
 }
 
 /// Identifies the caller of each request: by client certificate SAN, else by API key.
@@ -97,44 +96,49 @@ pub struct Authenticator {
 
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let certificates = request
+            .extensions()
+            .get::<TlsConnectInfo<ConnectionInfo>>()
+            .and_then(TlsConnectInfo::peer_certs);
+        let identity = Identity {
+            authorization: request
+                .metadata()
+                .get("authorization")
+                .and_then(|value| value.to_str().ok()),
+            // The first certificate is the client's own; the rest is its chain.
+            certificate: certificates
+                .as_ref()
+                .and_then(|certs| certs.first())
+                .map(|leaf| leaf.as_ref()),
+        };
         let caller = self
-            .authenticate(&request)
+            .policy
+            .authenticate(&identity)
             .ok_or_else(|| status(Error::Unauthenticated))?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
 }
 
-impl Authenticator {
-    fn authenticate(&self, request: &Request<()>) -> Option<Arc<Caller>> {
-        let certs = request
-            .extensions()
-            .get::<TlsConnectInfo<ConnectionInfo>>()
-            .and_then(TlsConnectInfo::peer_certs);
-        if let Some(certs) = certs {
-            // The first certificate is the client's own; the rest is its chain.
-            if let Some(leaf) = certs.first() {
-                let sans = sans_of_certificate(leaf.as_ref());
-                if let Some(caller) = self.policy.caller_by_sans(&sans) {
-                    return Some(caller);
-                }
+/// Answers with the request id, so that a client can quote it.
+fn answer<T>(cx_id: &RequestId, result: Result<T, Error>) -> Result<Response<T>, Status> {
+    let id = MetadataValue::try_from(cx_id.as_str()).ok();
+    match result {
+        Ok(message) => {
+            let mut response = Response::new(message);
+            if let Some(id) = id {
+                response.metadata_mut().insert(REQUEST_ID_HEADER, id);
             }
+            Ok(response)
         }
-        let header = request.metadata().get("authorization")?.to_str().ok()?;
-        let (scheme, key) = header.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
+        Err(error) => {
+            let mut status = status(error);
+            if let Some(id) = id {
+                status.metadata_mut().insert(REQUEST_ID_HEADER, id);
+            }
+            Err(status)
         }
-        self.policy.caller_by_api_key(key.trim())
     }
-}
-
-fn caller_of<T>(request: &Request<T>) -> Result<Arc<Caller>, Status> {
-    request
-        .extensions()
-        .get::<Arc<Caller>>()
-        .cloned()
-        .ok_or_else(|| status(Error::Unauthenticated))
 }
 
 #[tonic::async_trait]
@@ -143,109 +147,125 @@ impl proto::meetings_server::Meetings for MeetingsService {
         &self,
         request: Request<proto::CreateMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
-        let caller = caller_of(&request)?;
+        let cx = self.context(&request, Operation::Create)?;
+        let id = cx.request_id.clone();
         let request = request.into_inner();
         let (user, body) = (
             convert::user_ref(request.user.as_ref()),
             convert::create_body(request.meeting.as_ref()),
         );
-        let (user, body) = both(user, body).map_err(status)?;
-        let view = self
-            .detached(caller, |meetings, caller| async move {
-                meetings.create(&caller, user, body).await
-            })
-            .await?;
-        Ok(Response::new(convert::meeting_to_proto(view)))
+        let result = match both(user, body) {
+            Ok((user, body)) => self.meetings.create(cx, user, body).await,
+            Err(error) => Err(error),
+        };
+        answer(&id, result.map(convert::meeting_to_proto))
     }
 
     async fn get_meeting(
         &self,
         request: Request<proto::GetMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
-        let caller = caller_of(&request)?;
+        let cx = self.context(&request, Operation::Read)?;
+        let id = cx.request_id.clone();
         let request = request.into_inner();
-        let (id, occurrence) = both(
+        let ids = both(
             convert::meeting_id(request.meeting_id),
             convert::occurrence_id(&request.occurrence_id),
-        )
-        .map_err(status)?;
-        let view = self
-            .detached(caller, |meetings, caller| async move {
-                meetings.get(&caller, id, occurrence).await
-            })
-            .await?;
-        Ok(Response::new(convert::meeting_to_proto(view)))
+        );
+        let result = match ids {
+            Ok((meeting, occurrence)) => self.meetings.get(cx, meeting, occurrence).await,
+            Err(error) => Err(error),
+        };
+        answer(&id, result.map(convert::meeting_to_proto))
     }
 
     async fn update_meeting(
         &self,
         request: Request<proto::UpdateMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
-        let caller = caller_of(&request)?;
+        let cx = self.context(&request, Operation::Update)?;
+        let id = cx.request_id.clone();
         let request = request.into_inner();
         let ids = both(
             convert::meeting_id(request.meeting_id),
             convert::occurrence_id(&request.occurrence_id),
         );
         let body = convert::update_body(request.meeting.as_ref(), request.update_mask.as_ref());
-        let ((id, occurrence), body) = both(ids, body).map_err(status)?;
-        let view = self
-            .detached(caller, |meetings, caller| async move {
-                meetings.update(&caller, id, occurrence, body).await
-            })
-            .await?;
-        Ok(Response::new(convert::meeting_to_proto(view)))
+        let result = match both(ids, body) {
+            Ok(((meeting, occurrence), body)) => {
+                self.meetings.update(cx, meeting, occurrence, body).await
+            }
+            Err(error) => Err(error),
+        };
+        answer(&id, result.map(convert::meeting_to_proto))
     }
 
     async fn delete_meeting(
         &self,
         request: Request<proto::DeleteMeetingRequest>,
     ) -> Result<Response<()>, Status> {
-        let caller = caller_of(&request)?;
+        let cx = self.context(&request, Operation::Delete)?;
+        let id = cx.request_id.clone();
         let request = request.into_inner();
-        let (id, occurrence) = both(
+        let ids = both(
             convert::meeting_id(request.meeting_id),
             convert::occurrence_id(&request.occurrence_id),
-        )
-        .map_err(status)?;
-        self.detached(caller, |meetings, caller| async move {
-            meetings.delete(&caller, id, occurrence).await
-        })
-        .await?;
-        Ok(Response::new(()))
+        );
+        let result = match ids {
+            Ok((meeting, occurrence)) => self.meetings.delete(cx, meeting, occurrence).await,
+            Err(error) => Err(error),
+        };
+        answer(&id, result)
     }
 
     async fn list_meetings(
         &self,
         request: Request<proto::ListMeetingsRequest>,
     ) -> Result<Response<proto::ListMeetingsResponse>, Status> {
-        let caller = caller_of(&request)?;
+        let cx = self.context(&request, Operation::List)?;
+        let id = cx.request_id.clone();
         let request = request.into_inner();
-        let (user, query) = both(
+        let parsed = both(
             convert::list_user_ref(request.user.as_ref()),
             convert::list_query(&request),
-        )
-        .map_err(status)?;
-        let list = self
-            .detached(caller, |meetings, caller| async move {
-                meetings.list(&caller, user, query).await
-            })
-            .await?;
-        Ok(Response::new(convert::list_to_proto(list)))
+        );
+        let result = match parsed {
+            Ok((user, query)) => self.meetings.list(cx, user, query).await,
+            Err(error) => Err(error),
+        };
+        answer(&id, result.map(convert::list_to_proto))
     }
 
     async fn end_meeting(
         &self,
         request: Request<proto::EndMeetingRequest>,
     ) -> Result<Response<proto::EndMeetingResponse>, Status> {
-        let caller = caller_of(&request)?;
-        let id = convert::meeting_id(request.get_ref().meeting_id).map_err(status)?;
-        self.detached(caller, |meetings, caller| async move {
-            meetings.end(&caller, id).await
-        })
-        .await?;
-        Ok(Response::new(proto::EndMeetingResponse {}))
+        let cx = self.context(&request, Operation::End)?;
+        let id = cx.request_id.clone();
+        let result = match convert::meeting_id(request.get_ref().meeting_id) {
+            Ok(meeting) => self.meetings.end(cx, meeting).await,
+            Err(error) => Err(error),
+        };
+        answer(&id, result.map(|()| proto::EndMeetingResponse {}))
     }
+}
+
+/// Reads a `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// Combines two validations so that the caller learns about every bad field at once.
@@ -269,7 +289,7 @@ pub fn code(error: &Error) -> Code {
         Error::PermissionDenied { .. } => Code::PermissionDenied,
         Error::RateLimited { .. } | Error::TooManyRequests { .. } => Code::ResourceExhausted,
         Error::ZoomUnavailable { .. } | Error::StoreUnavailable(_) => Code::Unavailable,
-        Error::ZoomTimeout { .. } => Code::DeadlineExceeded,
+        Error::ZoomTimeout { .. } | Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         Error::MissingScope { .. } | Error::ZoomRefused { .. } => Code::FailedPrecondition,
         // Not UNAVAILABLE: retry policies repeat that, and this change must not be repeated.
         Error::Internal(_) | Error::NotRecorded { .. } => Code::Internal,
@@ -337,6 +357,7 @@ pub fn status(error: Error) -> Status {
             }
         }
         Error::Unauthenticated
+        | Error::DeadlineExceeded { .. }
         | Error::NotFound { .. }
         | Error::PermissionDenied { .. }
         | Error::Internal(_) => {}
@@ -373,6 +394,22 @@ mod tests {
             !refused.message().contains("No permission"),
             "zoom's text stays in logs"
         );
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5M"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "m", "123456789S", "10x", "-1S", "1.5S", "é"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

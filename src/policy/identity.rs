@@ -4,6 +4,24 @@ use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// What a front end knows of who is calling, before the policy names a caller. No `Debug`:
+/// the authorization holds the API key.
+#[derive(Clone, Copy, Default)]
+pub struct Identity<'a> {
+    /// The `authorization` header, e.g. `Bearer <api key>`.
+    pub authorization: Option<&'a str>,
+    /// The DER leaf certificate the TLS layer verified, if the client presented one.
+    pub certificate: Option<&'a [u8]>,
+}
+
+impl<'a> Identity<'a> {
+    /// The API key of a `Bearer` authorization (scheme without case, surrounding spaces trimmed).
+    pub fn bearer_token(&self) -> Option<&'a str> {
+        let (scheme, key) = self.authorization?.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
+    }
+}
+
 /// Returns the lowercase hex SHA-256 of an API key, for the `zoomgate hash-key` CLI and tests;
 /// the config holds only this hash, never the key.
 pub fn hash_api_key(key: &str) -> String {

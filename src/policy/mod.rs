@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::accounts::{AccountName, Accounts};
 
-pub use identity::{hash_api_key, sans_of_certificate};
+pub use identity::{Identity, hash_api_key, sans_of_certificate};
 pub use selector::SelectorError;
 use selector::{UserEmail, UserSelector};
 
@@ -368,7 +368,7 @@ impl Policy {
                     build_grant(grant, &format!("{path}.grants[{i}]"), &groups, accounts)
                 })
                 .collect::<Result<Box<[Grant]>, PolicyError>>()?;
-            compiled.push(Arc::new(Caller::new(raw.name.clone(), grants)));
+            compiled.push(Arc::new(Caller::new(raw.name.clone(), index, grants)));
         }
 
         Ok(Policy {
@@ -376,6 +376,18 @@ impl Policy {
             by_key_hash,
             by_san,
         })
+    }
+
+    /// Identifies the caller behind a request, for any front end: by a SAN of its verified
+    /// client certificate first, else by its API key.
+    pub fn authenticate(&self, identity: &Identity<'_>) -> Option<Arc<Caller>> {
+        if let Some(certificate) = identity.certificate {
+            let sans = sans_of_certificate(certificate);
+            if let Some(caller) = self.caller_by_sans(&sans) {
+                return Some(caller);
+            }
+        }
+        self.caller_by_api_key(identity.bearer_token()?)
     }
 
     /// Finds the caller owning the API key `presented` (the raw key from
@@ -598,17 +610,70 @@ impl Grant {
     }
 }
 
+/// Where a grant sits in the config file, e.g. `callers[1].grants[0]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantRef {
+    pub caller: usize,
+    pub grant: usize,
+}
+
+impl fmt::Display for GrantRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "callers[{}].grants[{}]", self.caller, self.grant)
+    }
+}
+
+/// Whether a caller may do an operation on a user of an account, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The first grant, in config order, that covers the request.
+    Allowed(GrantRef),
+    Denied(Denial),
+}
+
+impl Decision {
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Decision::Allowed(_))
+    }
+}
+
+/// Why no grant allowed a request: the first of the three checks that no grant passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// No grant of the caller names the operation.
+    Operation,
+    /// Grants name the operation, but none of them in this account.
+    Account,
+    /// Grants name the operation in this account, but none selects this user.
+    User,
+    /// The user is not named by an email address, which every selector needs.
+    NotAnEmail,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Denial::Operation => "no grant of the caller allows the operation",
+            Denial::Account => "no grant allows the operation in this account",
+            Denial::User => "no grant allows the operation on this user in this account",
+            Denial::NotAnEmail => "the user is not known by an email address",
+        })
+    }
+}
+
 /// An authenticated calling service and what it may do. Holds no key material.
 #[derive(Debug)]
 pub struct Caller {
     pub name: String,
+    /// Position in the config's `callers`, for [`GrantRef`].
+    index: usize,
     grants: Box<[Grant]>,
     /// Per [`Operation::index`]: accounts where some grant allows that operation, in name order.
     accounts_by_op: [Box<[AccountName]>; 6],
 }
 
 impl Caller {
-    fn new(name: String, grants: Box<[Grant]>) -> Self {
+    fn new(name: String, index: usize, grants: Box<[Grant]>) -> Self {
         let accounts_by_op = Operation::ALL.map(|op| {
             grants
                 .iter()
@@ -620,6 +685,7 @@ impl Caller {
         });
         Self {
             name,
+            index,
             grants,
             accounts_by_op,
         }
@@ -630,12 +696,33 @@ impl Caller {
     /// `user_email` is compared without ASCII case; anything that is not `local@domain` (one `@`,
     /// both sides non-empty, no whitespace) is denied, even by `*`.
     pub fn allows(&self, op: Operation, account: &AccountName, user_email: &str) -> bool {
+        self.decide(op, account, user_email).is_allowed()
+    }
+
+    /// Decides as [`Caller::allows`] does, naming the grant that allowed or why none did.
+    pub fn decide(&self, op: Operation, account: &AccountName, user_email: &str) -> Decision {
         let Some(user) = UserEmail::parse(user_email) else {
-            return false;
+            return Decision::Denied(Denial::NotAnEmail);
         };
-        self.grants
+        if let Some(grant) = self
+            .grants
             .iter()
-            .any(|grant| grant.covers(op, account, &user))
+            .position(|grant| grant.covers(op, account, &user))
+        {
+            return Decision::Allowed(GrantRef {
+                caller: self.index,
+                grant,
+            });
+        }
+        let for_op = || self.grants.iter().filter(|g| g.operations & op.bit() != 0);
+        let denial = if for_op().next().is_none() {
+            Denial::Operation
+        } else if !for_op().any(|grant| grant.accounts.contains(account)) {
+            Denial::Account
+        } else {
+            Denial::User
+        };
+        Decision::Denied(denial)
     }
 
     /// Returns the accounts in which some grant allows `op` for at least one user, in name order.

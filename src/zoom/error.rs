@@ -27,13 +27,10 @@ pub enum ZoomError {
     #[error("zoom: token lacks a required scope: {message}")]
     MissingScope { message: String },
     /// 429: a per-second, daily or per-user limit was hit.
-    #[error("zoom: rate limited (daily: {daily}, retry after: {retry_after:?})")]
+    #[error("zoom: rate limited (retry after: {retry_after:?})")]
     RateLimited {
         /// From `Retry-After` (seconds or a date); Zoom often omits it.
         retry_after: Option<Duration>,
-        /// True for daily caps (`X-RateLimit-Type: Daily-limit` or a "daily" message), which
-        /// reset at 00:00 UTC rather than within a second.
-        daily: bool,
     },
     /// 400 other than token or scope problems, e.g. code 300 `Validation Failed`.
     #[error("zoom: bad request (code {code:?}): {message}")]

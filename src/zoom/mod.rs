@@ -4,7 +4,10 @@
 //! [`crate::token`]). The client neither retries nor rate-limits; it turns each HTTP exchange
 //! into a typed value or a typed [`ZoomError`] / [`TokenError`].
 
+mod calls;
+mod endpoint;
 mod error;
+mod oauth;
 mod types;
 
 use std::error::Error as _;
@@ -21,9 +24,14 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::accounts::Account;
-use crate::token::{AccessToken, TokenError, TokenGrant};
 
+pub use calls::{
+    CreateMeeting, DeleteMeeting, EndMeeting, GetMeeting, GetUser, ListMeetingsOf, UpdateMeeting,
+    ZoomCall,
+};
+pub use endpoint::{Endpoint, RateCategory};
 pub use error::{FieldError, ZoomError};
+pub use oauth::{AccessToken, TokenError, TokenGrant};
 pub use types::{
     ListMeetings, MeetingListKind, MeetingPage, Occurrence, Recurrence, ZoomMeeting, ZoomUser,
 };
@@ -130,7 +138,9 @@ impl ZoomClient {
     /// Returns a user by Zoom user id or email (`GET /users/{userId}`).
     pub async fn get_user(&self, token: &AccessToken, user: &str) -> Result<ZoomUser, ZoomError> {
         let url = self.api_url(&["users", checked_segment(user)?]);
-        let response = self.send(token, self.http.get(url), "get_user").await?;
+        let response = self
+            .send(token, self.http.get(url), Endpoint::GetUser)
+            .await?;
         decode(response).await
     }
 
@@ -143,7 +153,7 @@ impl ZoomClient {
     ) -> Result<ZoomMeeting, ZoomError> {
         let url = self.api_url(&["users", checked_segment(user)?, "meetings"]);
         let request = self.http.post(url).json(body);
-        let response = self.send(token, request, "create_meeting").await?;
+        let response = self.send(token, request, Endpoint::CreateMeeting).await?;
         decode(response).await
     }
 
@@ -155,7 +165,7 @@ impl ZoomClient {
         occurrence_id: Option<&str>,
     ) -> Result<ZoomMeeting, ZoomError> {
         let request = self.meeting_request(Method::GET, id, occurrence_id);
-        let response = self.send(token, request, "get_meeting").await?;
+        let response = self.send(token, request, Endpoint::GetMeeting).await?;
         decode(response).await
     }
 
@@ -170,7 +180,7 @@ impl ZoomClient {
         let request = self
             .meeting_request(Method::PATCH, id, occurrence_id)
             .json(body);
-        self.send(token, request, "update_meeting").await?;
+        self.send(token, request, Endpoint::UpdateMeeting).await?;
         Ok(())
     }
 
@@ -183,7 +193,7 @@ impl ZoomClient {
         occurrence_id: Option<&str>,
     ) -> Result<(), ZoomError> {
         let request = self.meeting_request(Method::DELETE, id, occurrence_id);
-        self.send(token, request, "delete_meeting").await?;
+        self.send(token, request, Endpoint::DeleteMeeting).await?;
         Ok(())
     }
 
@@ -203,7 +213,7 @@ impl ZoomClient {
             params.push(("next_page_token", next.clone()));
         }
         let request = self.http.get(url).query(&params);
-        let response = self.send(token, request, "list_meetings").await?;
+        let response = self.send(token, request, Endpoint::ListMeetings).await?;
         decode(response).await
     }
 
@@ -214,7 +224,7 @@ impl ZoomClient {
             .http
             .put(url)
             .json(&serde_json::json!({ "action": "end" }));
-        self.send(token, request, "end_meeting").await?;
+        self.send(token, request, Endpoint::EndMeeting).await?;
         Ok(())
     }
 
@@ -247,8 +257,9 @@ impl ZoomClient {
         &self,
         token: &AccessToken,
         request: RequestBuilder,
-        op: &'static str,
+        endpoint: Endpoint,
     ) -> Result<Response, ZoomError> {
+        let op = endpoint.as_str();
         let started = tokio::time::Instant::now();
         let result = request.bearer_auth(token.expose()).send().await;
         let response = match result {
@@ -396,8 +407,6 @@ struct RawGrant {
     access_token: Option<String>,
     token_type: Option<String>,
     expires_in: Option<Value>,
-    scope: Option<String>,
-    api_url: Option<String>,
 }
 
 /// The error body of the token endpoint, e.g. `{"reason":"Invalid client_id or client_secret","error":"invalid_client"}`.
@@ -461,8 +470,6 @@ fn parse_grant(body: &[u8]) -> Result<TokenGrant, TokenError> {
     Ok(TokenGrant {
         access_token: AccessToken::new(access_token),
         expires_in: Duration::from_secs(expires_in),
-        scope: raw.scope,
-        api_url: raw.api_url,
     })
 }
 
@@ -507,12 +514,7 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now: DateTime<
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
-        let daily = headers
-            .get("x-ratelimit-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("daily-limit"))
-            || message.to_ascii_lowercase().contains("daily");
-        return ZoomError::RateLimited { retry_after, daily };
+        return ZoomError::RateLimited { retry_after };
     }
     if status.is_server_error() {
         return ZoomError::Unavailable {

@@ -114,3 +114,57 @@ async fn logs_carry_no_keys_secrets_or_tokens() {
         "an authorization header leaked"
     );
 }
+
+#[tokio::test]
+async fn log_lines_of_the_request_task_and_the_token_fetch_carry_the_request_span() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("zoomgate=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let gateway = TestGateway::spawn().await;
+    let mut admin = gateway.client(ADMIN_KEY).await;
+
+    // frank@partner.test has no rule: the request probes, and each probe fetches a token.
+    let mut request = tonic::Request::new(create_for("frank@partner.test", "traced"));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-me-42".parse().unwrap());
+    let response = admin.create_meeting(request).await.unwrap();
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "trace-me-42"
+    );
+    let meeting = response.into_inner();
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let span = "request{request_id=trace-me-42 caller=admin operation=create}";
+    for message in ["fetched a zoom token", "user routed", "zoom call"] {
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(message)).collect();
+        assert!(!lines.is_empty(), "no line says `{message}`:\n{text}");
+        for line in lines {
+            assert!(line.contains(span), "`{message}` outside the span: {line}");
+        }
+    }
+
+    // Without an id from the client, the gateway makes one, answers it and logs it.
+    let response = admin.get_meeting(get(meeting.id)).await.unwrap();
+    let generated = response
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 32, "{generated}");
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "request{{request_id={generated} caller=admin operation=read}}"
+        )),
+        "{text}"
+    );
+}

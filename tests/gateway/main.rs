@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod config_file;
 mod crash;
+mod deadline;
 mod demo;
 mod errors;
 mod h2raw;

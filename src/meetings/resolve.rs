@@ -1,0 +1,477 @@
+//! Which account owns a target: a user by config rule, an earlier probe or a probe now; a meeting
+//! by the ledger or a probe. Each answer says where it came from, and every lookup that fails is
+//! settled so that its answer shows nothing of whether Zoom was asked.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::time::Instant;
+
+use super::authorize::{authorize_meeting, decide, probe_accounts, user_denial};
+use super::upstream::Target;
+use super::{AuditContext, Meetings, Progress, RequestContext, UserRef, lowercase_email};
+use crate::accounts::AccountName;
+use crate::error::{Error, TargetKind};
+use crate::routing::{RouteSource, UserLocation};
+use crate::store::{LedgerChange, MeetingRecord};
+use crate::zoom::{GetMeeting, GetUser, ZoomCall, ZoomMeeting};
+
+/// A meeting whose owner is known and whose caller is authorized.
+pub(super) struct MeetingTarget {
+    pub account: AccountName,
+    pub record: Arc<MeetingRecord>,
+    /// The meeting as a probe fetched it, so a read needs no second call.
+    pub probed: Option<ZoomMeeting>,
+}
+
+impl Meetings {
+    /// Finds the account and host of a meeting, from the ledger or else by a probe, and
+    /// authorizes the operation on it.
+    pub(super) async fn resolve_meeting(
+        &self,
+        cx: &RequestContext,
+        meeting_id: i64,
+        progress: &mut Progress,
+    ) -> Result<MeetingTarget, Error> {
+        let started = Instant::now();
+        let result = self
+            .locate_meeting(cx, meeting_id, &mut progress.audit)
+            .await;
+        result.map_err(|error| {
+            let accounts = probe_accounts(&cx.caller, cx.operation);
+            self.settle(started, &accounts, TargetKind::Meeting, error, progress)
+        })
+    }
+
+    async fn locate_meeting(
+        &self,
+        cx: &RequestContext,
+        meeting_id: i64,
+        audit: &mut AuditContext,
+    ) -> Result<MeetingTarget, Error> {
+        audit.meeting_id = Some(meeting_id);
+        let (record, probed, source) = match self.ledger_entry(meeting_id).await? {
+            Some(record) => (record, None, RouteSource::Ledger),
+            None => {
+                let (record, meeting) = self.probe_meeting(cx, meeting_id).await?;
+                (record, Some(meeting), RouteSource::Probe)
+            }
+        };
+        let account = self
+            .inner
+            .accounts
+            .find(&record.account)
+            .map(|a| a.name.clone())
+            .ok_or_else(|| {
+                Error::Internal(format!("ledger names unknown account `{}`", record.account))
+            })?;
+        tracing::debug!(%account, %source, "meeting routed");
+        audit.account = Some(account.to_string());
+        audit.user = Some(record.host_email.clone());
+        authorize_meeting(
+            &cx.caller,
+            cx.operation,
+            &account,
+            &record.host_email,
+            meeting_id,
+            audit,
+        )?;
+        Ok(MeetingTarget {
+            account,
+            record,
+            probed,
+        })
+    }
+
+    /// Looks for a meeting in the [`probe_accounts`] of the caller.
+    ///
+    /// The owner found goes into the ledger before any decision, so a denied caller asking again
+    /// costs no further Zoom call.
+    async fn probe_meeting(
+        &self,
+        cx: &RequestContext,
+        meeting_id: i64,
+    ) -> Result<(Arc<MeetingRecord>, ZoomMeeting), Error> {
+        let probe_key = format!("meeting:{meeting_id}");
+        let mut failure = None;
+        for account in probe_accounts(&cx.caller, cx.operation) {
+            if self.inner.probe_cache.known_absent(&probe_key, account) {
+                continue;
+            }
+            if let Some(error) = self.inner.probes.failure(account, TargetKind::Meeting) {
+                failure = failure.or(Some(error));
+                continue;
+            }
+            let asked = Instant::now();
+            let found = self
+                .fetch_meeting(cx, account, None, meeting_id, None)
+                .await;
+            self.inner
+                .probes
+                .learn(account, TargetKind::Meeting, asked, &found);
+            match found {
+                Ok(meeting) => {
+                    let record = MeetingRecord {
+                        meeting_id,
+                        account: account.to_string(),
+                        host_id: meeting.host_id.clone().unwrap_or_default(),
+                        host_email: lowercase_email(meeting.host_email.as_deref()),
+                        created_by: cx.caller.name.clone(),
+                        created_at: Utc::now(),
+                    };
+                    // Without a host no grant can match; a later probe may learn it.
+                    let record = if record.host_email.is_empty() {
+                        Arc::new(record)
+                    } else {
+                        self.remember_meeting(record).await
+                    };
+                    return Ok((record, meeting));
+                }
+                Err(Error::NotFound { .. }) => {
+                    self.inner.probe_cache.record_absent(&probe_key, account)
+                }
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        Err(failure.unwrap_or(Error::NotFound {
+            kind: TargetKind::Meeting,
+            id: meeting_id.to_string(),
+        }))
+    }
+
+    /// Follows a host change made outside the gateway (Zoom moves meetings when a host is
+    /// transferred): the ledger learns the new host and the decision is taken again for it.
+    pub(super) async fn reconcile_host(
+        &self,
+        cx: &RequestContext,
+        target: &MeetingTarget,
+        meeting: &ZoomMeeting,
+        audit: &mut AuditContext,
+    ) -> Result<Arc<MeetingRecord>, Error> {
+        let host_email = lowercase_email(meeting.host_email.as_deref());
+        if host_email.is_empty() || host_email == target.record.host_email {
+            return Ok(target.record.clone());
+        }
+        tracing::info!(
+            meeting_id = meeting.id,
+            "meeting changed host outside the gateway"
+        );
+        let record = self
+            .remember_meeting(MeetingRecord {
+                host_id: meeting.host_id.clone().unwrap_or_default(),
+                host_email,
+                ..(*target.record).clone()
+            })
+            .await;
+        audit.user = Some(record.host_email.clone());
+        authorize_meeting(
+            &cx.caller,
+            cx.operation,
+            &target.account,
+            &record.host_email,
+            record.meeting_id,
+            audit,
+        )?;
+        Ok(record)
+    }
+
+    /// Resolves a meeting about to be changed. A ledger entry may predate a host transfer made
+    /// in Zoom, so the meeting is read first and the decision taken again on its current host.
+    pub(super) async fn resolve_for_change(
+        &self,
+        cx: &RequestContext,
+        meeting_id: i64,
+        progress: &mut Progress,
+    ) -> Result<MeetingTarget, Error> {
+        let target = self.resolve_meeting(cx, meeting_id, progress).await?;
+        if target.probed.is_some() {
+            return Ok(target);
+        }
+        let host = Some(target.record.host_email.as_str());
+        let current = self
+            .fetch_routed(cx, &target.account, host, meeting_id, None)
+            .await?;
+        let record = self
+            .reconcile_host(cx, &target, &current, &mut progress.audit)
+            .await?;
+        Ok(MeetingTarget {
+            account: target.account,
+            record,
+            probed: Some(current),
+        })
+    }
+
+    /// Finds the account of a user and authorizes the operation on it: by rule, by an earlier
+    /// probe, else by probing the accounts in which the caller may do it.
+    pub(super) async fn resolve_user(
+        &self,
+        cx: &RequestContext,
+        user: &UserRef,
+        progress: &mut Progress,
+    ) -> Result<UserLocation, Error> {
+        let (caller, op) = (&*cx.caller, cx.operation);
+        progress.audit.user = Some(user.key().to_owned());
+        let candidates: Vec<AccountName> = match user {
+            UserRef::Email(email) => caller
+                .accounts_for(op)
+                .iter()
+                .filter(|account| caller.allows(op, account, email))
+                .cloned()
+                .collect(),
+            UserRef::Id(_) => caller.accounts_for(op).to_vec(),
+        };
+        if candidates.is_empty() {
+            // Decided from the grants alone: the same for every user, existing or not.
+            progress.audit.denied = true;
+            return Err(user_denial(caller, op, user));
+        }
+        let started = Instant::now();
+        let result = self
+            .locate_user(cx, user, &candidates, &mut progress.audit)
+            .await;
+        result.map_err(|error| {
+            let candidates: Vec<&AccountName> = candidates.iter().collect();
+            self.settle(started, &candidates, TargetKind::User, error, progress)
+        })
+    }
+
+    async fn locate_user(
+        &self,
+        cx: &RequestContext,
+        user: &UserRef,
+        candidates: &[AccountName],
+        audit: &mut AuditContext,
+    ) -> Result<UserLocation, Error> {
+        let ruled = match user {
+            UserRef::Email(email) => self.inner.rules.rule_for(email).map(|rule| {
+                let location = UserLocation {
+                    account: rule.account.clone(),
+                    user_id: String::new(),
+                    email: email.clone(),
+                };
+                (location, RouteSource::ConfigRule(rule.place.clone()))
+            }),
+            UserRef::Id(_) => None,
+        };
+        let known = ruled.or_else(|| {
+            let cached = self.inner.probe_cache.lookup(user.key())?;
+            Some((cached, RouteSource::ProbeCache))
+        });
+        let (location, source) = match known {
+            Some(known) => known,
+            None => (
+                self.probe_user(cx, user.key(), candidates).await?,
+                RouteSource::Probe,
+            ),
+        };
+        tracing::debug!(account = %location.account, %source, "user routed");
+        audit.account = Some(location.account.to_string());
+        audit.user = Some(location.email.clone());
+        let decision = decide(&cx.caller, cx.operation, &location.account, &location.email);
+        if !decision.is_allowed() {
+            audit.denied = true;
+            return Err(user_denial(&cx.caller, cx.operation, user));
+        }
+        Ok(location)
+    }
+
+    /// Asks each candidate account for the user; the first 200 decides.
+    async fn probe_user(
+        &self,
+        cx: &RequestContext,
+        key: &str,
+        candidates: &[AccountName],
+    ) -> Result<UserLocation, Error> {
+        let mut failure = None;
+        for account in candidates {
+            if self.inner.probe_cache.known_absent(key, account) {
+                continue;
+            }
+            if let Some(error) = self.inner.probes.failure(account, TargetKind::User) {
+                failure = failure.or(Some(error));
+                continue;
+            }
+            let asked = Instant::now();
+            let target = Target {
+                kind: TargetKind::User,
+                id: key,
+            };
+            let found = self
+                .inner
+                .upstream
+                .call(cx, account, target, Some(key), GetUser { user: key })
+                .await;
+            self.inner
+                .probes
+                .learn(account, TargetKind::User, asked, &found);
+            match found {
+                Ok(zoom_user) => {
+                    let location = UserLocation {
+                        account: account.clone(),
+                        user_id: zoom_user.id,
+                        email: lowercase_email(zoom_user.email.as_deref()),
+                    };
+                    self.inner.probe_cache.record_found(location.clone());
+                    return Ok(location);
+                }
+                Err(Error::NotFound { .. }) => self.inner.probe_cache.record_absent(key, account),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        Err(failure.unwrap_or(Error::NotFound {
+            kind: TargetKind::User,
+            id: key.to_owned(),
+        }))
+    }
+
+    /// Makes the answer about a target that was not found, or could not be looked up, the same
+    /// whether Zoom was asked or not (see [`super::probes`]): while an account a probe would ask
+    /// is failing, a NOT_FOUND becomes that failure, and the answer is held as long as the
+    /// probes would take.
+    fn settle(
+        &self,
+        started: Instant,
+        accounts: &[&AccountName],
+        kind: TargetKind,
+        error: Error,
+        progress: &mut Progress,
+    ) -> Error {
+        let error = match error {
+            Error::NotFound { .. } => accounts
+                .iter()
+                .find_map(|account| self.inner.probes.failure(account, kind))
+                .unwrap_or(error),
+            other => other,
+        };
+        if !matches!(
+            error,
+            Error::PermissionDenied { .. } | Error::Internal(_) | Error::StoreUnavailable(_)
+        ) {
+            progress.hold_until = Some(started + self.inner.probes.hold(accounts, kind));
+        }
+        error
+    }
+
+    // === the ledger ===
+
+    async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {
+        if let Some(record) = self.inner.ledger.get(meeting_id) {
+            return Ok(Some(record));
+        }
+        let record = self
+            .inner
+            .recorder
+            .store()
+            .meeting(meeting_id)
+            .await
+            .map_err(|e| Error::StoreUnavailable(format!("reading the meeting ledger: {e}")))?;
+        Ok(record.map(|record| self.inner.ledger.insert_read(record)))
+    }
+
+    /// Puts what a lookup learned into the ledger; a refused write is kept and made later.
+    async fn remember_meeting(&self, record: MeetingRecord) -> Arc<MeetingRecord> {
+        let record = Arc::new(record);
+        self.inner.ledger.insert(record.clone());
+        self.inner
+            .recorder
+            .ledger(LedgerChange::Record((*record).clone()))
+            .await;
+        record
+    }
+
+    /// Drops what the probe cache knows of a user Zoom no longer knows.
+    pub(super) fn forget_user_if_gone<T>(
+        &self,
+        user: &UserRef,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        if matches!(result, Err(Error::NotFound { .. })) {
+            self.inner.probe_cache.forget(user.key());
+        }
+        result
+    }
+
+    async fn forget_meeting(&self, meeting_id: i64) {
+        self.inner.ledger.remove(meeting_id);
+        self.inner
+            .recorder
+            .ledger(LedgerChange::Forget(meeting_id))
+            .await;
+    }
+
+    /// Reads a meeting in `account` (`host` when known).
+    async fn fetch_meeting(
+        &self,
+        cx: &RequestContext,
+        account: &AccountName,
+        host: Option<&str>,
+        meeting_id: i64,
+        occurrence_id: Option<&str>,
+    ) -> Result<ZoomMeeting, Error> {
+        let id = meeting_id.to_string();
+        let target = Target {
+            kind: TargetKind::Meeting,
+            id: &id,
+        };
+        let call = GetMeeting {
+            id: meeting_id,
+            occurrence_id,
+        };
+        self.inner
+            .upstream
+            .call(cx, account, target, host, call)
+            .await
+    }
+
+    /// Runs one Zoom call on a meeting the ledger (or a probe) placed in `account`. A 404 for the
+    /// whole meeting means it was deleted behind the gateway's back: its ledger entry goes too,
+    /// so the next request looks for it again instead of trusting a stale owner.
+    pub(super) async fn routed_call<C: ZoomCall>(
+        &self,
+        cx: &RequestContext,
+        target: &MeetingTarget,
+        occurrence_id: Option<&str>,
+        call: C,
+    ) -> Result<C::Output, Error> {
+        let meeting_id = target.record.meeting_id;
+        let id = meeting_id.to_string();
+        let on = Target {
+            kind: TargetKind::Meeting,
+            id: &id,
+        };
+        let host = Some(target.record.host_email.as_str());
+        let result = self
+            .inner
+            .upstream
+            .call(cx, &target.account, on, host, call)
+            .await;
+        self.forget_if_gone(meeting_id, occurrence_id, result).await
+    }
+
+    /// Reads a meeting placed in `account`, as [`Meetings::routed_call`] does.
+    pub(super) async fn fetch_routed(
+        &self,
+        cx: &RequestContext,
+        account: &AccountName,
+        host: Option<&str>,
+        meeting_id: i64,
+        occurrence_id: Option<&str>,
+    ) -> Result<ZoomMeeting, Error> {
+        let result = self
+            .fetch_meeting(cx, account, host, meeting_id, occurrence_id)
+            .await;
+        self.forget_if_gone(meeting_id, occurrence_id, result).await
+    }
+
+    async fn forget_if_gone<T>(
+        &self,
+        meeting_id: i64,
+        occurrence_id: Option<&str>,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        if occurrence_id.is_none() && matches!(result, Err(Error::NotFound { .. })) {
+            self.forget_meeting(meeting_id).await;
+        }
+        result
+    }
+}

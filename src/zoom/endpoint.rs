@@ -1,0 +1,101 @@
+//! The Zoom REST operations the gateway calls, each with the rate-limit category Zoom files it
+//! under (see `shared/zoom-api.md`: Create is LIGHT in the current spec, List is MEDIUM).
+
+use std::fmt;
+
+/// Zoom's rate-limit categories; each has its own per-second and daily budget per account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RateCategory {
+    Light,
+    Medium,
+    Heavy,
+}
+
+impl RateCategory {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RateCategory::Light => "light",
+            RateCategory::Medium => "medium",
+            RateCategory::Heavy => "heavy",
+        }
+    }
+}
+
+/// One Zoom REST operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /users/{userId}`
+    GetUser,
+    /// `POST /users/{userId}/meetings`
+    CreateMeeting,
+    /// `GET /meetings/{meetingId}`
+    GetMeeting,
+    /// `PATCH /meetings/{meetingId}`
+    UpdateMeeting,
+    /// `DELETE /meetings/{meetingId}`
+    DeleteMeeting,
+    /// `GET /users/{userId}/meetings`
+    ListMeetings,
+    /// `PUT /meetings/{meetingId}/status`
+    EndMeeting,
+}
+
+impl Endpoint {
+    /// The category whose budget a call spends.
+    pub const fn category(self) -> RateCategory {
+        match self {
+            Endpoint::ListMeetings => RateCategory::Medium,
+            Endpoint::GetUser
+            | Endpoint::CreateMeeting
+            | Endpoint::GetMeeting
+            | Endpoint::UpdateMeeting
+            | Endpoint::DeleteMeeting
+            | Endpoint::EndMeeting => RateCategory::Light,
+        }
+    }
+
+    /// Whether a call changes something in Zoom, so that it may only be sent once.
+    pub const fn mutates(self) -> bool {
+        matches!(
+            self,
+            Endpoint::CreateMeeting
+                | Endpoint::UpdateMeeting
+                | Endpoint::DeleteMeeting
+                | Endpoint::EndMeeting
+        )
+    }
+
+    /// A stable name for logs, spans and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::GetUser => "get_user",
+            Endpoint::CreateMeeting => "create_meeting",
+            Endpoint::GetMeeting => "get_meeting",
+            Endpoint::UpdateMeeting => "update_meeting",
+            Endpoint::DeleteMeeting => "delete_meeting",
+            Endpoint::ListMeetings => "list_meetings",
+            Endpoint::EndMeeting => "end_meeting",
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_follow_zoom_s_table() {
+        assert_eq!(Endpoint::CreateMeeting.category(), RateCategory::Light);
+        assert_eq!(Endpoint::GetMeeting.category(), RateCategory::Light);
+        assert_eq!(Endpoint::GetUser.category(), RateCategory::Light);
+        assert_eq!(Endpoint::ListMeetings.category(), RateCategory::Medium);
+        assert!(Endpoint::DeleteMeeting.mutates());
+        assert!(!Endpoint::GetUser.mutates());
+    }
+}
