@@ -109,6 +109,76 @@ fn caller(policy: &Policy, name: &str) -> Arc<Caller> {
 // === decisions ===
 
 #[test]
+fn decisions_name_the_grant_that_allowed_or_why_none_did() {
+    let policy = example_policy();
+    let reporter = caller(&policy, "reporter");
+    let at = |caller, grant| Decision::Allowed(GrantRef { caller, grant });
+    let eu = account("acme-eu");
+    // The first grant in config order that covers the request decides.
+    assert_eq!(
+        reporter.decide(Operation::Read, &eu, "ann@eu.acme.test"),
+        at(1, 0)
+    );
+    assert_eq!(
+        reporter.decide(Operation::Delete, &eu, "boss@eu.acme.test"),
+        at(1, 2)
+    );
+    assert_eq!(
+        GrantRef {
+            caller: 1,
+            grant: 2
+        }
+        .to_string(),
+        "callers[1].grants[2]"
+    );
+    let denied = |why| Decision::Denied(why);
+    let sales = account("acme-sales");
+    assert_eq!(
+        reporter.decide(Operation::Delete, &sales, "ann@sales.acme.test"),
+        denied(Denial::Account)
+    );
+    assert_eq!(
+        reporter.decide(Operation::Delete, &eu, "ann@eu.acme.test"),
+        denied(Denial::User)
+    );
+    let mtls = caller(&policy, "mtls-only");
+    assert_eq!(
+        mtls.decide(
+            Operation::Delete,
+            &account("acme-support"),
+            "carol@support.acme.test"
+        ),
+        denied(Denial::Operation)
+    );
+    assert_eq!(
+        mtls.decide(Operation::Read, &account("acme-support"), "not an email"),
+        denied(Denial::NotAnEmail)
+    );
+}
+
+#[test]
+fn authentication_takes_a_bearer_key_from_any_front_end() {
+    let policy = example_policy();
+    let named = |authorization| {
+        let identity = Identity {
+            authorization,
+            certificate: None,
+        };
+        policy
+            .authenticate(&identity)
+            .map(|caller| caller.name.clone())
+    };
+    let bearer = format!("Bearer {REPORTER_KEY}");
+    assert_eq!(named(Some(&bearer)).as_deref(), Some("reporter"));
+    let lowercase = format!("bearer  {SCHEDULER_KEY} ");
+    assert_eq!(named(Some(&lowercase)).as_deref(), Some("scheduler"));
+    let basic = format!("Basic {REPORTER_KEY}");
+    assert_eq!(named(Some(&basic)), None);
+    assert_eq!(named(Some(REPORTER_KEY)), None);
+    assert_eq!(named(None), None);
+}
+
+#[test]
 fn example_config_parses_and_builds() {
     let policy = example_policy();
     let names: Vec<&str> = policy.callers().map(|c| c.name.as_str()).collect();
