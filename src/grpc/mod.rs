@@ -15,7 +15,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 use crate::listener::ConnectionInfo;
-use crate::meetings::{Meetings, RequestContext, RequestId};
+use crate::meetings::{Meetings, RequestContext, RequestId, validate};
 use crate::policy::{Caller, Identity, Operation, Policy};
 use crate::proto;
 use crate::proto::meetings_server::MeetingsServer;
@@ -152,7 +152,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
         let request = request.into_inner();
         let (user, body) = (
             convert::user_ref(request.user.as_ref()),
-            convert::create_body(request.meeting.as_ref()),
+            convert::meeting_draft(request.meeting.as_ref())
+                .and_then(|draft| validate::create_body(&draft)),
         );
         let result = match both(user, body) {
             Ok((user, body)) => self.meetings.create(cx, user, body).await,
@@ -169,8 +170,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
         let id = cx.request_id.clone();
         let request = request.into_inner();
         let ids = both(
-            convert::meeting_id(request.meeting_id),
-            convert::occurrence_id(&request.occurrence_id),
+            validate::meeting_id(request.meeting_id),
+            validate::occurrence_id(&request.occurrence_id),
         );
         let result = match ids {
             Ok((meeting, occurrence)) => self.meetings.get(cx, meeting, occurrence).await,
@@ -187,10 +188,15 @@ impl proto::meetings_server::Meetings for MeetingsService {
         let id = cx.request_id.clone();
         let request = request.into_inner();
         let ids = both(
-            convert::meeting_id(request.meeting_id),
-            convert::occurrence_id(&request.occurrence_id),
+            validate::meeting_id(request.meeting_id),
+            validate::occurrence_id(&request.occurrence_id),
         );
-        let body = convert::update_body(request.meeting.as_ref(), request.update_mask.as_ref());
+        let mask = request
+            .update_mask
+            .as_ref()
+            .map(|mask| mask.paths.as_slice());
+        let body = convert::meeting_draft(request.meeting.as_ref())
+            .and_then(|draft| validate::update_body(&draft, mask));
         let result = match both(ids, body) {
             Ok(((meeting, occurrence), body)) => {
                 self.meetings.update(cx, meeting, occurrence, body).await
@@ -208,8 +214,8 @@ impl proto::meetings_server::Meetings for MeetingsService {
         let id = cx.request_id.clone();
         let request = request.into_inner();
         let ids = both(
-            convert::meeting_id(request.meeting_id),
-            convert::occurrence_id(&request.occurrence_id),
+            validate::meeting_id(request.meeting_id),
+            validate::occurrence_id(&request.occurrence_id),
         );
         let result = match ids {
             Ok((meeting, occurrence)) => self.meetings.delete(cx, meeting, occurrence).await,
@@ -242,7 +248,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
     ) -> Result<Response<proto::EndMeetingResponse>, Status> {
         let cx = self.context(&request, Operation::End)?;
         let id = cx.request_id.clone();
-        let result = match convert::meeting_id(request.get_ref().meeting_id) {
+        let result = match validate::meeting_id(request.get_ref().meeting_id) {
             Ok(meeting) => self.meetings.end(cx, meeting).await,
             Err(error) => Err(error),
         };
@@ -269,7 +275,7 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 }
 
 /// Combines two validations so that the caller learns about every bad field at once.
-fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error> {
+pub(crate) fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error> {
     match (a, b) {
         (Ok(a), Ok(b)) => Ok((a, b)),
         (Err(Error::InvalidArgument(mut x)), Err(Error::InvalidArgument(y))) => {

@@ -14,6 +14,7 @@ mod probes;
 mod redact;
 mod resolve;
 mod upstream;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
