@@ -507,3 +507,71 @@ pub(crate) fn timestamp_to_zoom(ts: &Timestamp) -> Option<String> {
     let time = DateTime::<Utc>::from_timestamp(ts.seconds, nanos)?;
     Some(time.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(result: Result<Map<String, Value>, Error>) -> Vec<String> {
+        match result {
+            Err(Error::InvalidArgument(v)) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("expected violations, got {other:?}"),
+        }
+    }
+
+    /// Any front end gets the same rules from a draft, with no proto in sight.
+    #[test]
+    fn a_draft_follows_zoom_s_ranges_and_the_gateway_s_security_rules() {
+        let extra = serde_json::json!({"schedule_for": "boss@x.test", "start_url": "https://x"});
+        let draft = MeetingDraft {
+            topic: "Review".into(),
+            kind: 2,
+            duration_minutes: 0,
+            start_time: Some(Timestamp {
+                seconds: 1_900_000_000,
+                nanos: 0,
+            }),
+            extra: extra.as_object().cloned(),
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(create_body(&draft)),
+            ["meeting.extra.schedule_for", "meeting.extra.start_url"]
+        );
+        let draft = MeetingDraft {
+            extra: None,
+            ..draft
+        };
+        let body = create_body(&draft).unwrap();
+        assert_eq!(
+            Value::Object(body),
+            serde_json::json!({"topic": "Review", "type": 2, "start_time": "2030-03-17T17:46:40Z"})
+        );
+        let personal = MeetingDraft {
+            kind: PERSONAL,
+            ..Default::default()
+        };
+        assert_eq!(fields(create_body(&personal)), ["meeting.type"]);
+        let mask = ["agenda".to_owned()];
+        let cleared = update_body(&MeetingDraft::default(), Some(&mask)).unwrap();
+        assert_eq!(Value::Object(cleared), serde_json::json!({"agenda": ""}));
+    }
+
+    #[test]
+    fn ids_and_pages_are_checked() {
+        assert!(meeting_id(0).is_err());
+        assert_eq!(meeting_id(85_746_065).unwrap(), 85_746_065);
+        assert_eq!(occurrence_id("").unwrap(), None);
+        assert!(occurrence_id("16488000000001x").is_err());
+        assert!(user_id("me").is_err());
+        assert_eq!(
+            user_email("Ann@X.test").unwrap(),
+            UserRef::Email("ann@x.test".into())
+        );
+        assert!(list_query(MeetingListKind::Scheduled, 301, "").is_err());
+        assert!(list_query(MeetingListKind::Live, 300, "next\u{7}").is_err());
+        let page = list_query(MeetingListKind::Live, 30, "abc").unwrap();
+        assert_eq!(page.page_size, Some(30));
+        assert_eq!(page.next_page_token.as_deref(), Some("abc"));
+    }
+}
