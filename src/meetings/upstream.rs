@@ -43,9 +43,6 @@ impl Upstream {
                 sent: cx.change_sent(),
             });
         }
-        if endpoint.mutates() {
-            cx.note_change_sent();
-        }
         let span = tracing::debug_span!(
             "zoom",
             endpoint = endpoint.as_str(),
@@ -56,10 +53,13 @@ impl Upstream {
         let zoom = &self.zoom;
         let call = &call;
         self.tokens
-            .call(
-                account,
-                |token| async move { call.send(zoom, &token).await },
-            )
+            .call(account, |token| async move {
+                // Only now may Zoom apply a change: a token that never came sends nothing.
+                if endpoint.mutates() {
+                    cx.note_change_sent();
+                }
+                call.send(zoom, &token).await
+            })
             .instrument(span)
             .await
             .map_err(|error| {
