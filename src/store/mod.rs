@@ -7,7 +7,11 @@
 //! ([`Store::begin_change`]), and its outcome with the ledger's update afterwards
 //! ([`Store::complete_change`]). A crash in between leaves an `unknown` outcome, never silence.
 //! [`Recorder`] keeps what the store refused and writes it once the store recovers.
+//!
+//! Every backend's tests run the behaviour the trait promises from one place, `contract`.
 
+#[cfg(test)]
+mod contract;
 mod recorder;
 mod sqlite;
 

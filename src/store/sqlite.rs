@@ -568,45 +568,11 @@ fn from_millis(millis: i64, what: impl FnOnce() -> String) -> Result<DateTime<Ut
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
     use std::sync::Arc;
-
-    use chrono::TimeDelta;
 
     use super::*;
     use crate::store;
-
-    /// Unix millis of an arbitrary fixed instant, so tests never depend on the clock.
-    const T0: i64 = 1_750_000_000_000;
-
-    fn at(offset_millis: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(T0 + offset_millis).expect("in range")
-    }
-
-    fn meeting(meeting_id: i64, account: &str, created_by: &str) -> MeetingRecord {
-        MeetingRecord {
-            meeting_id,
-            account: account.into(),
-            host_id: format!("host-{meeting_id}"),
-            host_email: format!("host-{meeting_id}@example.com"),
-            created_by: created_by.into(),
-            created_at: at(meeting_id),
-        }
-    }
-
-    fn event(at_offset: i64, caller: &str, operation: &str, outcome: Outcome) -> AuditRecord {
-        AuditRecord {
-            id: 0,
-            at: at(at_offset),
-            caller: caller.into(),
-            operation: operation.into(),
-            account: None,
-            user: None,
-            meeting_id: None,
-            outcome,
-            detail: None,
-        }
-    }
+    use crate::store::contract::{T0, event, meeting};
 
     async fn memory() -> SqliteStore {
         SqliteStore::open_in_memory()
@@ -614,140 +580,27 @@ mod tests {
             .expect("in-memory store")
     }
 
-    /// A varied audit log: 40 events over 3 callers, 3 operations, 2 accounts, 4 users, 5 meetings,
-    /// every outcome, some optional fields missing, timestamps out of insertion order and repeated.
-    fn fixture() -> Vec<AuditRecord> {
-        let callers = ["crm", "lms", "ops"];
-        let operations = ["meetings.create", "meetings.get", "meetings.delete"];
-        let outcomes = [Outcome::Allowed, Outcome::Denied, Outcome::Failed];
-        (0..40i64)
-            .map(|i| {
-                let i_usize = usize::try_from(i).expect("small");
-                let mut record = event(
-                    (i * 7919) % 23 * 1000,
-                    callers[i_usize % 3],
-                    operations[i_usize % 3 / 2 + i_usize % 2],
-                    outcomes[i_usize / 3 % 3],
-                );
-                record.account = (i % 4 != 0).then(|| ["sales", "support"][i_usize % 2].into());
-                record.user = (i % 5 != 0).then(|| format!("user{}@example.com", i % 4));
-                record.meeting_id = (i % 3 != 1).then_some(80_000_000_000 + i % 5);
-                record.detail = (i % 6 == 0).then(|| format!("event {i}"));
-                record
-            })
-            .collect()
-    }
-
-    /// Reference semantics of [`AuditFilter`], applied to records in memory.
-    fn matches(filter: &AuditFilter, record: &AuditRecord) -> bool {
-        filter.caller.as_ref().is_none_or(|c| *c == record.caller)
-            && filter
-                .operation
-                .as_ref()
-                .is_none_or(|o| *o == record.operation)
-            && filter
-                .account
-                .as_ref()
-                .is_none_or(|a| record.account.as_ref() == Some(a))
-            && filter
-                .user
-                .as_ref()
-                .is_none_or(|u| record.user.as_ref() == Some(u))
-            && filter
-                .meeting_id
-                .is_none_or(|m| record.meeting_id == Some(m))
-            && filter.outcome.is_none_or(|o| record.outcome == o)
-            && filter.since.is_none_or(|s| record.at >= s)
-            && filter.until.is_none_or(|u| record.at < u)
-    }
-
-    /// Appends `records` and returns them with the ids the store assigned (in append order).
-    async fn append_all(store: &SqliteStore, records: &[AuditRecord]) -> Vec<AuditRecord> {
-        for record in records {
-            store.append_audit(record).await.expect("append");
-        }
-        let mut stored = store
-            .audit(&AuditFilter {
-                limit: Some(store::MAX_AUDIT_LIMIT),
-                ..AuditFilter::default()
-            })
+    /// A store on a new file in its own temp directory, which the guard removes.
+    async fn file_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_file(&dir.path().join("contract.db"), Durability::PowerSafe)
             .await
-            .expect("read back");
-        stored.sort_by_key(|r| r.id);
-        assert_eq!(stored.len(), records.len());
-        stored
+            .expect("file store");
+        (Arc::new(store) as Arc<dyn Store>, dir)
     }
 
-    fn expected(stored: &[AuditRecord], filter: &AuditFilter) -> Vec<i64> {
-        let mut hits: Vec<&AuditRecord> = stored.iter().filter(|r| matches(filter, r)).collect();
-        hits.sort_by(|a, b| b.at.cmp(&a.at).then(b.id.cmp(&a.id)));
-        hits.iter()
-            .take(usize::try_from(filter.effective_limit()).expect("fits"))
-            .map(|r| r.id)
-            .collect()
+    async fn memory_store() -> (Arc<dyn Store>, ()) {
+        (Arc::new(memory().await) as Arc<dyn Store>, ())
     }
 
-    async fn ids(store: &SqliteStore, filter: &AuditFilter) -> Vec<i64> {
-        store
-            .audit(filter)
-            .await
-            .expect("audit query")
-            .iter()
-            .map(|r| r.id)
-            .collect()
+    /// The store contract on a file, as the gateway runs.
+    mod on_file {
+        crate::store::contract::contract_suite!(super::file_store());
     }
 
-    // === ledger ===
-
-    #[tokio::test]
-    async fn ledger_records_reads_upserts_and_forgets() {
-        let store = memory().await;
-        let first = meeting(81_234_567_890, "sales", "crm");
-        let other = meeting(81_234_567_891, "support", "lms");
-
-        assert_eq!(store.meeting(first.meeting_id).await.unwrap(), None);
-        store.record_meeting(&first).await.unwrap();
-        store.record_meeting(&other).await.unwrap();
-        assert_eq!(
-            store.meeting(first.meeting_id).await.unwrap(),
-            Some(first.clone())
-        );
-
-        let moved = MeetingRecord {
-            account: "support".into(),
-            host_id: "new-host".into(),
-            host_email: "new-host@example.com".into(),
-            created_by: "ops".into(),
-            created_at: at(99_000),
-            ..first.clone()
-        };
-        store.record_meeting(&moved).await.unwrap();
-        assert_eq!(store.meeting(first.meeting_id).await.unwrap(), Some(moved));
-
-        store.forget_meeting(first.meeting_id).await.unwrap();
-        assert_eq!(store.meeting(first.meeting_id).await.unwrap(), None);
-        assert_eq!(
-            store.meeting(other.meeting_id).await.unwrap(),
-            Some(other),
-            "forgetting one meeting keeps the others"
-        );
-        store
-            .forget_meeting(first.meeting_id)
-            .await
-            .expect("forgetting an unknown meeting is not an error");
-    }
-
-    #[tokio::test]
-    async fn timestamps_keep_millisecond_precision() {
-        let store = memory().await;
-        let precise = at(1) + TimeDelta::nanoseconds(456_789);
-        let record = MeetingRecord {
-            created_at: precise,
-            ..meeting(1, "sales", "crm")
-        };
-        store.record_meeting(&record).await.unwrap();
-        let read = store.meeting(1).await.unwrap().expect("recorded");
-        assert_eq!(read.created_at, at(1));
+    /// The store contract in memory, as the demo and `sqlite::memory:` run.
+    mod in_memory {
+        crate::store::contract::contract_suite!(super::memory_store());
     }
 
     // === durability ===
@@ -922,170 +775,7 @@ mod tests {
         assert!(!err.to_string().contains("s3cret"));
     }
 
-    // === audit ===
-
-    #[tokio::test]
-    async fn append_ignores_the_given_id() {
-        let store = memory().await;
-        let mut record = event(0, "crm", "meetings.get", Outcome::Denied);
-        record.id = 4242;
-        record.account = Some("sales".into());
-        record.user = Some("ann@example.com".into());
-        record.meeting_id = Some(87_000_000_000);
-        record.detail = Some("no grant for meetings.get".into());
-        store.append_audit(&record).await.unwrap();
-        store.append_audit(&record).await.unwrap();
-
-        let log = store.audit(&AuditFilter::default()).await.unwrap();
-        assert_eq!(log.len(), 2);
-        assert_ne!(log[0].id, log[1].id);
-        for stored in &log {
-            assert_ne!(stored.id, 4242);
-            assert_eq!(
-                *stored,
-                AuditRecord {
-                    id: stored.id,
-                    ..record.clone()
-                }
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn audit_is_newest_first_with_ties_broken_by_id() {
-        let store = memory().await;
-        let offsets = [30, 10, 30, 20, 10, 30];
-        let records: Vec<_> = offsets
-            .iter()
-            .map(|&o| event(o, "crm", "meetings.get", Outcome::Allowed))
-            .collect();
-        let stored = append_all(&store, &records).await;
-
-        let log = store.audit(&AuditFilter::default()).await.unwrap();
-        let order: Vec<(i64, i64)> = log
-            .iter()
-            .map(|r| (r.at.timestamp_millis() - T0, r.id))
-            .collect();
-        let ids: Vec<i64> = stored.iter().map(|r| r.id).collect();
-        // Appended ids in order: offsets 30,10,30,20,10,30 -> newest `at` first, then highest id.
-        let want = vec![
-            (30, ids[5]),
-            (30, ids[2]),
-            (30, ids[0]),
-            (20, ids[3]),
-            (10, ids[4]),
-            (10, ids[1]),
-        ];
-        assert_eq!(order, want);
-    }
-
-    #[tokio::test]
-    async fn every_audit_filter_selects_exactly_the_matching_records() {
-        let store = memory().await;
-        let stored = append_all(&store, &fixture()).await;
-        let all = AuditFilter {
-            limit: Some(1000),
-            ..AuditFilter::default()
-        };
-        let filters = [
-            AuditFilter {
-                caller: Some("lms".into()),
-                ..all.clone()
-            },
-            AuditFilter {
-                operation: Some("meetings.delete".into()),
-                ..all.clone()
-            },
-            AuditFilter {
-                account: Some("support".into()),
-                ..all.clone()
-            },
-            AuditFilter {
-                user: Some("user2@example.com".into()),
-                ..all.clone()
-            },
-            AuditFilter {
-                meeting_id: Some(80_000_000_003),
-                ..all.clone()
-            },
-            AuditFilter {
-                outcome: Some(Outcome::Denied),
-                ..all.clone()
-            },
-            AuditFilter {
-                since: Some(at(11_000)),
-                ..all.clone()
-            },
-            AuditFilter {
-                until: Some(at(11_000)),
-                ..all.clone()
-            },
-            AuditFilter {
-                since: Some(at(5_000)),
-                until: Some(at(15_000)),
-                ..all.clone()
-            },
-            AuditFilter {
-                caller: Some("crm".into()),
-                outcome: Some(Outcome::Allowed),
-                account: Some("support".into()),
-                ..all.clone()
-            },
-            AuditFilter {
-                caller: Some("nobody".into()),
-                ..all.clone()
-            },
-        ];
-        for filter in &filters {
-            let want = expected(&stored, filter);
-            assert_eq!(ids(&store, filter).await, want, "{filter:?}");
-        }
-        // Each single-field filter must narrow the log but still find something, or it tests nothing.
-        for filter in &filters[..9] {
-            let hits = expected(&stored, filter).len();
-            assert!(hits > 0 && hits < stored.len(), "{filter:?} selects {hits}");
-        }
-    }
-
-    #[tokio::test]
-    async fn audit_honours_the_limit() {
-        let store = memory().await;
-        let records: Vec<_> = (0..130)
-            .map(|i| event(i, "crm", "meetings.get", Outcome::Allowed))
-            .collect();
-        let stored = append_all(&store, &records).await;
-
-        let default = AuditFilter::default();
-        let got = ids(&store, &default).await;
-        assert_eq!(got.len(), 100);
-        assert_eq!(got, expected(&stored, &default));
-
-        let seven = AuditFilter {
-            limit: Some(7),
-            ..AuditFilter::default()
-        };
-        assert_eq!(ids(&store, &seven).await, expected(&stored, &seven));
-        assert_eq!(ids(&store, &seven).await.len(), 7);
-
-        let huge = AuditFilter {
-            limit: Some(u32::MAX),
-            ..AuditFilter::default()
-        };
-        assert_eq!(ids(&store, &huge).await.len(), 130);
-
-        let none = AuditFilter {
-            limit: Some(0),
-            ..AuditFilter::default()
-        };
-        assert!(ids(&store, &none).await.is_empty());
-
-        let filtered = AuditFilter {
-            since: Some(at(50)),
-            limit: Some(10),
-            ..AuditFilter::default()
-        };
-        assert_eq!(ids(&store, &filtered).await, expected(&stored, &filtered));
-    }
+    // === corrupt data ===
 
     #[tokio::test]
     async fn an_unreadable_timestamp_is_reported_as_corrupt() {
@@ -1099,64 +789,5 @@ mod tests {
         .unwrap();
         let err = store.audit(&AuditFilter::default()).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_appends_from_many_tasks_all_land() {
-        const TASKS: i64 = 32;
-        const PER_TASK: i64 = 25;
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = store::open(dir.path().join("busy.db").to_str().unwrap())
-            .await
-            .unwrap();
-
-        let appends = async {
-            let tasks: Vec<_> = (0..TASKS)
-                .map(|task| {
-                    let store = Arc::clone(&store);
-                    tokio::spawn(async move {
-                        for n in 0..PER_TASK {
-                            let mut record = event(
-                                n,
-                                &format!("caller-{task}"),
-                                "meetings.create",
-                                Outcome::Allowed,
-                            );
-                            record.meeting_id = Some(task * 1000 + n);
-                            store.append_audit(&record).await?;
-                        }
-                        Ok::<_, StoreError>(())
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await.expect("task ran").expect("append succeeded");
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), appends)
-            .await
-            .expect("appends finish in time");
-
-        let log = store
-            .audit(&AuditFilter {
-                limit: Some(store::MAX_AUDIT_LIMIT),
-                ..AuditFilter::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(log.len() as i64, TASKS * PER_TASK);
-        let ids: HashSet<i64> = log.iter().map(|r| r.id).collect();
-        assert_eq!(ids.len(), log.len(), "ids are unique");
-        let meetings: HashSet<i64> = log.iter().filter_map(|r| r.meeting_id).collect();
-        assert_eq!(meetings.len(), log.len(), "every append landed once");
-        let one_caller = store
-            .audit(&AuditFilter {
-                caller: Some("caller-7".into()),
-                ..AuditFilter::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(one_caller.len() as i64, PER_TASK);
-        store.close().await;
     }
 }
