@@ -94,7 +94,7 @@ async fn change(store: &dyn Store, i: i64) {
     record.meeting_id = Some(80_000_000_000 + i);
     let meeting = MeetingRecord {
         meeting_id: 80_000_000_000 + i,
-        account: "sales".into(),
+        account: zoomgate::accounts::AccountName::parse("sales").unwrap(),
         host_id: "u-alice".into(),
         host_email: "alice@sales.bench.test".into(),
         created_by: "bench".into(),

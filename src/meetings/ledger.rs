@@ -72,7 +72,7 @@ mod tests {
     fn record(meeting_id: i64, host_email: &str) -> MeetingRecord {
         MeetingRecord {
             meeting_id,
-            account: "sales".into(),
+            account: crate::accounts::AccountName::parse("sales").unwrap(),
             host_id: "u1".into(),
             host_email: host_email.into(),
             created_by: "app".into(),

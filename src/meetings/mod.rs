@@ -270,7 +270,7 @@ impl Meetings {
             };
             let record = MeetingRecord {
                 meeting_id: meeting.id,
-                account: account.to_string(),
+                account: account.clone(),
                 host_id: meeting.host_id.clone().unwrap_or(target.user_id.clone()),
                 host_email: host_email.clone(),
                 created_by: cx.caller.name.clone(),

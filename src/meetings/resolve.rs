@@ -60,7 +60,7 @@ impl Meetings {
         let account = self
             .inner
             .accounts
-            .find(&record.account)
+            .get(&record.account)
             .map(|a| a.name.clone())
             .ok_or_else(|| {
                 Error::Internal(format!("ledger names unknown account `{}`", record.account))
@@ -113,7 +113,7 @@ impl Meetings {
                 Ok(meeting) => {
                     let record = MeetingRecord {
                         meeting_id,
-                        account: account.to_string(),
+                        account: account.clone(),
                         host_id: meeting.host_id.clone().unwrap_or_default(),
                         host_email: lowercase_email(meeting.host_email.as_deref()),
                         created_by: cx.caller.name.clone(),

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::accounts::AccountName;
+
 use super::{
     AuditFilter, AuditRecord, Completion, LedgerChange, MAX_AUDIT_LIMIT, MeetingRecord, Outcome,
     Store, StoreError,
@@ -73,10 +75,15 @@ pub(crate) fn at(offset_millis: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(T0 + offset_millis).expect("in range")
 }
 
-pub(crate) fn meeting(meeting_id: i64, account: &str, created_by: &str) -> MeetingRecord {
+/// An account name for records; test names are valid.
+pub(crate) fn account(name: &str) -> AccountName {
+    AccountName::parse(name).expect("a valid account name")
+}
+
+pub(crate) fn meeting(meeting_id: i64, account_name: &str, created_by: &str) -> MeetingRecord {
     MeetingRecord {
         meeting_id,
-        account: account.into(),
+        account: account(account_name),
         host_id: format!("host-{meeting_id}"),
         host_email: format!("host-{meeting_id}@example.com"),
         created_by: created_by.into(),
@@ -201,7 +208,7 @@ pub(crate) async fn ledger_records_reads_upserts_and_forgets(store: Arc<dyn Stor
     );
 
     let moved = MeetingRecord {
-        account: "support".into(),
+        account: account("support"),
         host_id: "new-host".into(),
         host_email: "new-host@example.com".into(),
         created_by: "ops".into(),

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::accounts::AccountName;
+
 pub use recorder::Recorder;
 pub use sqlite::{Durability, SqliteStore};
 
@@ -71,7 +73,7 @@ pub trait Store: Send + Sync + 'static {
 pub struct MeetingRecord {
     pub meeting_id: i64,
     /// Gateway account name (`accounts[].name`), not Zoom's account id.
-    pub account: String,
+    pub account: AccountName,
     pub host_id: String,
     pub host_email: String,
     /// Caller name that created the meeting (or whose request found it by probing).

@@ -320,7 +320,7 @@ mod tests {
     fn meeting(meeting_id: i64) -> MeetingRecord {
         MeetingRecord {
             meeting_id,
-            account: "sales".into(),
+            account: crate::accounts::AccountName::parse("sales").unwrap(),
             host_id: "u1".into(),
             host_email: "alice@example.com".into(),
             created_by: "crm".into(),

@@ -21,6 +21,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{
     AuditFilter, AuditRecord, Completion, LedgerChange, MeetingRecord, Outcome, Store, StoreError,
 };
+use crate::accounts::AccountName;
 
 /// Schema migrations, embedded in the binary and applied at every open (already applied ones are skipped).
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -434,7 +435,7 @@ async fn upsert_meeting<'e>(
          created_by = excluded.created_by, created_at = excluded.created_at",
     )
     .bind(meeting.meeting_id)
-    .bind(&meeting.account)
+    .bind(meeting.account.as_str())
     .bind(&meeting.host_id)
     .bind(&meeting.host_email)
     .bind(&meeting.created_by)
@@ -517,6 +518,8 @@ fn meeting_from_row(row: &SqliteRow) -> Result<MeetingRecord, StoreError> {
     };
     let (meeting_id, account, host_id, host_email, created_by, created_at) =
         read().map_err(query_error("meeting"))?;
+    let account = AccountName::parse(&account)
+        .map_err(|_| StoreError::Corrupt(format!("meetings.account of meeting {meeting_id}")))?;
     Ok(MeetingRecord {
         meeting_id,
         account,

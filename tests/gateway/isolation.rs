@@ -119,7 +119,7 @@ async fn a_host_transfer_behind_the_gateway_is_decided_on_the_new_host() {
         .store
         .record_meeting(&zoomgate::store::MeetingRecord {
             meeting_id: moved,
-            account: "acme-sales".into(),
+            account: zoomgate::accounts::AccountName::parse("acme-sales").unwrap(),
             host_id: "u-alice".into(),
             host_email: "alice@sales.acme.test".into(),
             created_by: "sales-bot".into(),
