@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -236,8 +235,9 @@ async fn gate(
     }
 
     let faults = account.faults();
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    let delay = faults.api_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     if roll(faults.reset_rate) {
         switch.reset();

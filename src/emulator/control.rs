@@ -105,7 +105,7 @@ async fn set_faults(
     if !faults.rates_valid() {
         return error(
             StatusCode::BAD_REQUEST,
-            "error_rate and reset_rate must be within 0.0..=1.0",
+            "slow_rate, error_rate and reset_rate must be within 0.0..=1.0",
         );
     }
     account.set_faults(faults);

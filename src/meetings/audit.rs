@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::{Meetings, RequestContext};
+use crate::accounts::AccountName;
 use crate::error::Error;
 use crate::policy::Operation;
 use crate::store::{AuditRecord, Completion, LedgerChange, Outcome, StoreError};
@@ -28,6 +29,8 @@ pub(super) struct AuditContext {
 #[derive(Default)]
 pub(super) struct Progress {
     pub audit: AuditContext,
+    /// The accounts this request's probes asked: their time is real, not held.
+    pub probed_accounts: Vec<AccountName>,
     /// The answer must not leave before then (see [`Meetings::settle`]).
     pub hold_until: Option<Instant>,
 }
@@ -89,7 +92,9 @@ impl Meetings {
         progress: Progress,
         result: Result<T, Error>,
     ) -> Result<T, Error> {
-        let Progress { audit, hold_until } = progress;
+        let Progress {
+            audit, hold_until, ..
+        } = progress;
         let applied = audit.applied || (audit.intent.is_some() && result.is_ok());
         let meeting_id = audit.meeting_id;
         let recorded = self.audit(cx, audit, &result).await;

@@ -1,17 +1,23 @@
-//! What probes have taught the gateway about each account: how long Zoom takes to answer one,
-//! and whether the account is failing right now.
+//! What probes have taught the gateway about each account: how long Zoom took to answer its
+//! recent ones, per kind of lookup, and whether the account is failing right now.
 //!
 //! Both serve one rule: an answer about a target that is not the caller's must not show whether
 //! Zoom was asked. A NOT_FOUND known from the ledger or a cache is held as long as the probes it
 //! saved would have taken, and becomes the failure those probes would have met while an account
 //! is failing; and while an account is marked failing, real probes meet that same failure
 //! without asking Zoom, so both paths answer from one source.
+//!
+//! A hold is not an average: Zoom's latency often has clusters (a pooled connection, a new TLS
+//! handshake), and answers all held for the mean would stand apart from real ones. Each saved
+//! probe is held for one of its account's recent probe times, drawn at random, so held answers
+//! spread as real ones do.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use rand::Rng;
 use tokio::time::Instant;
 
 use crate::accounts::{AccountName, Accounts};
@@ -25,10 +31,13 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(2);
 const MAX_FAILURE_MEMORY: Duration = Duration::from_secs(3600);
 /// Longest hold of one answer; well below the default request timeout.
 const MAX_HOLD: Duration = Duration::from_secs(5);
+/// How many of the latest probe times of an account and kind a hold is drawn from: enough to
+/// show each cluster of Zoom's latency, few enough to follow it when it shifts.
+const RECENT_PROBES: usize = 64;
 
 pub(super) struct Probes {
     /// Fixed at start-up like the account table.
-    times: HashMap<AccountName, ProbeTime>,
+    times: HashMap<AccountName, AccountProbeTimes>,
     /// Until when, and with which error, probes of that kind into that account fail.
     failing: DashMap<(AccountName, TargetKind), (Instant, Error)>,
 }
@@ -38,7 +47,7 @@ impl Probes {
         Self {
             times: accounts
                 .names()
-                .map(|name| (name.clone(), ProbeTime::default()))
+                .map(|name| (name.clone(), AccountProbeTimes::default()))
                 .collect(),
             failing: DashMap::new(),
         }
@@ -54,8 +63,8 @@ impl Probes {
     ) {
         match answer {
             Ok(_) | Err(Error::NotFound { .. }) => {
-                if let Some(time) = self.times.get(account) {
-                    time.record(asked.elapsed());
+                if let Some(times) = self.times.get(account) {
+                    times.of(kind).record(asked.elapsed());
                 }
                 self.failing.remove(&(account.clone(), kind));
             }
@@ -92,7 +101,8 @@ impl Probes {
         Some(error)
     }
 
-    /// How long probing `accounts` would take now; accounts marked failing are not asked.
+    /// How long probing `accounts` would take now: for each, one of its recent probe times of
+    /// `kind`, drawn at random. Accounts marked failing are not asked.
     pub(super) fn hold(&self, accounts: &[&AccountName], kind: TargetKind) -> Duration {
         let failing = |account: &AccountName| {
             self.failing
@@ -103,7 +113,7 @@ impl Probes {
             .iter()
             .filter(|account| !failing(account))
             .filter_map(|account| self.times.get(*account))
-            .map(ProbeTime::estimate)
+            .map(|times| times.of(kind).draw())
             .sum::<Duration>()
             .min(MAX_HOLD)
     }
@@ -116,30 +126,63 @@ fn time_left(until: Instant) -> Option<Duration> {
         .filter(|left| !left.is_zero())
 }
 
-/// A running average of one account's probe durations.
+/// One account's recent probe times, per kind of lookup: finding a user and finding a meeting
+/// are different calls and need not take as long.
 #[derive(Default)]
-struct ProbeTime {
-    micros: AtomicU64,
-    samples: AtomicU64,
+struct AccountProbeTimes {
+    meeting: ProbeTimes,
+    user: ProbeTimes,
 }
 
-impl ProbeTime {
+impl AccountProbeTimes {
+    fn of(&self, kind: TargetKind) -> &ProbeTimes {
+        match kind {
+            TargetKind::Meeting => &self.meeting,
+            TargetKind::User => &self.user,
+        }
+    }
+}
+
+/// The latest [`RECENT_PROBES`] durations of one account's probes of one kind, in a ring.
+#[derive(Default)]
+struct ProbeTimes {
+    recent: Mutex<Ring>,
+}
+
+struct Ring {
+    took: [Duration; RECENT_PROBES],
+    /// How many slots hold a measured time.
+    len: usize,
+    /// The slot the next time overwrites: the oldest one once the ring is full.
+    next: usize,
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Self {
+            took: [Duration::ZERO; RECENT_PROBES],
+            len: 0,
+            next: 0,
+        }
+    }
+}
+
+impl ProbeTimes {
     fn record(&self, took: Duration) {
-        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let next = if self.samples.fetch_add(1, Ordering::Relaxed) == 0 {
-            took
-        } else {
-            let average = self.micros.load(Ordering::Relaxed);
-            average - average / 8 + took / 8
-        };
-        self.micros.store(next, Ordering::Relaxed);
+        let mut ring = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = ring.next;
+        ring.took[next] = took;
+        ring.next = (next + 1) % RECENT_PROBES;
+        ring.len = (ring.len + 1).min(RECENT_PROBES);
     }
 
-    fn estimate(&self) -> Duration {
-        if self.samples.load(Ordering::Relaxed) == 0 {
+    /// One of the recent times, each as likely; [`FIRST_GUESS`] until one is measured.
+    fn draw(&self) -> Duration {
+        let ring = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if ring.len == 0 {
             return FIRST_GUESS;
         }
-        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+        ring.took[rand::rng().random_range(0..ring.len)]
     }
 }
 
@@ -187,6 +230,56 @@ mod tests {
 
         let both = probes.hold(&[&fast, &slow], TargetKind::Meeting);
         assert_eq!(both, Duration::from_millis(440));
+        assert_eq!(
+            probes.hold(&[&fast], TargetKind::User),
+            FIRST_GUESS,
+            "per kind"
+        );
+    }
+
+    /// Learns one probe of `account` that took `took`.
+    async fn probe_taking(probes: &Probes, account: &AccountName, took: Duration) {
+        let asked = Instant::now();
+        tokio::time::advance(took).await;
+        probes.learn(account, TargetKind::User, asked, &not_found());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_is_one_of_the_recent_probe_times_not_their_mean() {
+        let probes = probes();
+        let fast = name("fast");
+        let (pooled, handshake) = (Duration::from_millis(5), Duration::from_millis(80));
+        for took in [pooled, handshake, pooled] {
+            probe_taking(&probes, &fast, took).await;
+        }
+
+        let holds: Vec<Duration> = (0..200)
+            .map(|_| probes.hold(&[&fast], TargetKind::User))
+            .collect();
+
+        assert!(
+            holds.iter().all(|hold| [pooled, handshake].contains(hold)),
+            "{holds:?}"
+        );
+        // One value in 200 draws has a chance below 2^-100.
+        assert!(holds.contains(&pooled) && holds.contains(&handshake));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_probe_times_are_forgotten() {
+        let probes = probes();
+        let fast = name("fast");
+        probe_taking(&probes, &fast, Duration::from_millis(5)).await;
+        for _ in 0..RECENT_PROBES {
+            probe_taking(&probes, &fast, Duration::from_millis(80)).await;
+        }
+
+        for _ in 0..50 {
+            assert_eq!(
+                probes.hold(&[&fast], TargetKind::User),
+                Duration::from_millis(80)
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

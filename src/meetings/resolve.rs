@@ -33,13 +33,13 @@ impl Meetings {
         meeting_id: i64,
         progress: &mut Progress,
     ) -> Result<MeetingTarget, Error> {
-        let started = Instant::now();
+        let probed = &mut progress.probed_accounts;
         let result = self
-            .locate_meeting(cx, meeting_id, &mut progress.audit)
+            .locate_meeting(cx, meeting_id, &mut progress.audit, probed)
             .await;
         result.map_err(|error| {
             let accounts = probe_accounts(&cx.caller, cx.operation);
-            self.settle(started, &accounts, TargetKind::Meeting, error, progress)
+            self.settle(&accounts, TargetKind::Meeting, error, progress)
         })
     }
 
@@ -48,12 +48,13 @@ impl Meetings {
         cx: &RequestContext,
         meeting_id: i64,
         audit: &mut AuditContext,
+        probed: &mut Vec<AccountName>,
     ) -> Result<MeetingTarget, Error> {
         audit.meeting_id = Some(meeting_id);
         let (record, probed, source) = match self.ledger_entry(meeting_id).await? {
             Some(record) => (record, None, RouteSource::Ledger),
             None => {
-                let (record, meeting) = self.probe_meeting(cx, meeting_id).await?;
+                let (record, meeting) = self.probe_meeting(cx, meeting_id, probed).await?;
                 (record, Some(meeting), RouteSource::Probe)
             }
         };
@@ -83,7 +84,8 @@ impl Meetings {
         })
     }
 
-    /// Looks for a meeting in the [`probe_accounts`] of the caller.
+    /// Looks for a meeting in the [`probe_accounts`] of the caller; each account asked goes into
+    /// `probed`.
     ///
     /// The owner found goes into the ledger before any decision, so a denied caller asking again
     /// costs no further Zoom call.
@@ -91,6 +93,7 @@ impl Meetings {
         &self,
         cx: &RequestContext,
         meeting_id: i64,
+        probed: &mut Vec<AccountName>,
     ) -> Result<(Arc<MeetingRecord>, ZoomMeeting), Error> {
         let probe_key = format!("meeting:{meeting_id}");
         let mut failure = None;
@@ -109,6 +112,7 @@ impl Meetings {
             self.inner
                 .probes
                 .learn(account, TargetKind::Meeting, asked, &found);
+            probed.push(account.clone());
             match found {
                 Ok(meeting) => {
                     let record = MeetingRecord {
@@ -225,13 +229,13 @@ impl Meetings {
             progress.audit.denied = true;
             return Err(user_denial(caller, op, user));
         }
-        let started = Instant::now();
+        let probed = &mut progress.probed_accounts;
         let result = self
-            .locate_user(cx, user, &candidates, &mut progress.audit)
+            .locate_user(cx, user, &candidates, &mut progress.audit, probed)
             .await;
         result.map_err(|error| {
             let candidates: Vec<&AccountName> = candidates.iter().collect();
-            self.settle(started, &candidates, TargetKind::User, error, progress)
+            self.settle(&candidates, TargetKind::User, error, progress)
         })
     }
 
@@ -241,6 +245,7 @@ impl Meetings {
         user: &UserRef,
         candidates: &[AccountName],
         audit: &mut AuditContext,
+        probed: &mut Vec<AccountName>,
     ) -> Result<UserLocation, Error> {
         let ruled = match user {
             UserRef::Email(email) => self.inner.rules.rule_for(email).map(|rule| {
@@ -260,7 +265,7 @@ impl Meetings {
         let (location, source) = match known {
             Some(known) => known,
             None => (
-                self.probe_user(cx, user.key(), candidates).await?,
+                self.probe_user(cx, user.key(), candidates, probed).await?,
                 RouteSource::Probe,
             ),
         };
@@ -275,12 +280,14 @@ impl Meetings {
         Ok(location)
     }
 
-    /// Asks each candidate account for the user; the first 200 decides.
+    /// Asks each candidate account for the user; the first 200 decides. Each account asked goes
+    /// into `probed`.
     async fn probe_user(
         &self,
         cx: &RequestContext,
         key: &str,
         candidates: &[AccountName],
+        probed: &mut Vec<AccountName>,
     ) -> Result<UserLocation, Error> {
         let mut failure = None;
         for account in candidates {
@@ -304,6 +311,7 @@ impl Meetings {
             self.inner
                 .probes
                 .learn(account, TargetKind::User, asked, &found);
+            probed.push(account.clone());
             match found {
                 Ok(zoom_user) => {
                     let location = UserLocation {
@@ -327,10 +335,10 @@ impl Meetings {
     /// Makes the answer about a target that was not found, or could not be looked up, the same
     /// whether Zoom was asked or not (see [`super::probes`]): while an account a probe would ask
     /// is failing, a NOT_FOUND becomes that failure, and the answer is held as long as the
-    /// probes would take.
+    /// probes this request did not make would take. Those it made took their real time already;
+    /// holding them again would make a real lookup slower than a held one.
     fn settle(
         &self,
-        started: Instant,
         accounts: &[&AccountName],
         kind: TargetKind,
         error: Error,
@@ -347,7 +355,12 @@ impl Meetings {
             error,
             Error::PermissionDenied { .. } | Error::Internal(_) | Error::StoreUnavailable(_)
         ) {
-            progress.hold_until = Some(started + self.inner.probes.hold(accounts, kind));
+            let saved: Vec<&AccountName> = accounts
+                .iter()
+                .filter(|account| !progress.probed_accounts.contains(account))
+                .copied()
+                .collect();
+            progress.hold_until = Some(Instant::now() + self.inner.probes.hold(&saved, kind));
         }
         error
     }

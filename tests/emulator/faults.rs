@@ -34,6 +34,59 @@ async fn latency_delays_answers() {
 }
 
 #[tokio::test]
+async fn slow_rate_delays_a_share_of_answers() {
+    let zoom = spawn().await;
+    let token = zoom.token("acc-a").await;
+    let set = |faults: Value| {
+        let zoom = &zoom;
+        async move {
+            zoom.control(Method::PUT, "/accounts/acc-a/faults", Some(&faults))
+                .await
+                .status
+        }
+    };
+    let slow = Duration::from_millis(60);
+    let timed = async || {
+        let started = Instant::now();
+        let answer = zoom.call(&token, GET_USER, "/users/ua-alice", None).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        started.elapsed()
+    };
+
+    let bimodal = json!({"latency_ms": 5, "slow_rate": 0.5, "slow_latency_ms": 55});
+    assert_eq!(set(bimodal).await, StatusCode::NO_CONTENT);
+    let read_back = zoom
+        .control(Method::GET, "/accounts/acc-a/faults", None)
+        .await;
+    assert_eq!(
+        (
+            read_back.body["slow_rate"].clone(),
+            read_back.body["slow_latency_ms"].clone()
+        ),
+        (json!(0.5), json!(55))
+    );
+    let mut slow_answers = 0;
+    for _ in 0..40 {
+        let took = timed().await;
+        assert!(took >= Duration::from_millis(5), "{took:?}");
+        slow_answers += usize::from(took >= slow);
+    }
+    // Both clusters show; all 40 on one side has a chance of 2^-39.
+    assert!((1..40).contains(&slow_answers), "{slow_answers} of 40 slow");
+
+    assert_eq!(
+        set(json!({"slow_rate": 1.0, "slow_latency_ms": 60})).await,
+        StatusCode::NO_CONTENT
+    );
+    assert!(timed().await >= slow);
+    assert_eq!(
+        set(json!({"slow_rate": 1.5})).await,
+        StatusCode::BAD_REQUEST
+    );
+    zoom.emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn error_rate_one_gives_5xx_and_zero_heals() {
     let zoom = spawn().await;
     let token = zoom.token("acc-a").await;

@@ -20,5 +20,6 @@ mod process;
 mod restart;
 mod store_faults;
 mod terminal;
+mod timing;
 mod tokens;
 mod validation;
