@@ -17,7 +17,9 @@ mod upstream;
 pub mod validate;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -42,6 +44,40 @@ use self::ledger::LedgerCache;
 use self::probes::Probes;
 use self::redact::redact;
 use self::upstream::{Target, Upstream};
+
+/// A request future polled in place; dropped unfinished, it finishes in a tracked task.
+struct Detached<'a, T: 'static> {
+    future: Option<Pin<Box<dyn Future<Output = T> + Send + 'static>>>,
+    tasks: &'a TaskTracker,
+}
+
+impl<T: 'static> Future for Detached<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let future = self.future.as_mut().expect("polled after completion");
+        let output = ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<T: 'static> Drop for Detached<'_, T> {
+    fn drop(&mut self) {
+        let Some(future) = self.future.take() else {
+            return;
+        };
+        // Without a runtime (it is shutting down) there is nowhere left to finish the request.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tasks.spawn_on(
+                async move {
+                    let _ = future.await;
+                },
+                &runtime,
+            );
+        }
+    }
+}
 
 /// How a request names a Zoom user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,9 +236,13 @@ impl Meetings {
         .await
     }
 
-    /// Runs a request in a task of its own, in its span, so that a caller who hangs up or runs
-    /// out of time cannot cut it between Zoom's answer and the ledger and audit writes that must
-    /// follow. The request counts against the caller's requests in flight until that task ends.
+    /// Runs a request in place, in its span, but so that a caller who hangs up or runs out of
+    /// time cannot cut it between Zoom's answer and the ledger and audit writes that must
+    /// follow: if the handler is dropped before the request ends, the rest of the request moves
+    /// into a task of its own (see [`Detached`]). The request counts against the caller's
+    /// requests in flight until it ends, and against the tracker, so shutdown waits for it.
+    ///
+    /// Running in place instead of spawning saves two cross-task wake-ups per request.
     async fn detached<T, F, Fut>(&self, cx: RequestContext, request: F) -> Result<T, Error>
     where
         T: Send + 'static,
@@ -212,16 +252,18 @@ impl Meetings {
         let admitted = self.admit(&cx.caller)?;
         let span = cx.span.clone();
         let request = request(self.clone(), cx);
+        let tracked = self.inner.tasks.token();
         let task = async move {
             let result = request.await;
             drop(admitted);
+            drop(tracked);
             result
         };
-        self.inner
-            .tasks
-            .spawn(task.instrument(span))
-            .await
-            .unwrap_or_else(|error| Err(Error::Internal(format!("request task failed: {error}"))))
+        Detached {
+            future: Some(Box::pin(task.instrument(span))),
+            tasks: &self.inner.tasks,
+        }
+        .await
     }
 
     /// Admits one request of `caller`, or refuses it when the caller already has
