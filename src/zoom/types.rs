@@ -8,8 +8,9 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-/// A meeting as returned by create (201), get (200) and, abridged, by list.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A meeting as returned by create (201), get (200) and, abridged, by list. Deserialize is
+/// written by hand below (one pass, no `flatten` buffering); keep its key list in step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ZoomMeeting {
     /// Meeting number; int64 because meeting ids exceed 10 digits.
     pub id: i64,
@@ -60,6 +61,114 @@ pub struct ZoomMeeting {
     /// Every other field Zoom sent, so nothing is lost.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+/// Reads a meeting in one pass over Zoom's object. The derived form with `#[serde(flatten)]`
+/// buffers the whole object (settings included) into serde's `Content` and deserializes it a
+/// second time from there; this visitor puts each key straight where it belongs.
+impl<'de> Deserialize<'de> for ZoomMeeting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MeetingVisitor)
+    }
+}
+
+struct MeetingVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MeetingVisitor {
+    type Value = ZoomMeeting;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Zoom meeting object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ZoomMeeting, A::Error> {
+        use serde::de::Error as _;
+        let mut id = None;
+        let mut m = ZoomMeeting {
+            id: 0,
+            uuid: None,
+            host_id: None,
+            host_email: None,
+            topic: None,
+            kind: None,
+            start_time: None,
+            duration: None,
+            timezone: None,
+            agenda: None,
+            password: None,
+            join_url: None,
+            start_url: None,
+            created_at: None,
+            status: None,
+            recurrence: None,
+            occurrences: Vec::new(),
+            settings: None,
+            rest: Map::new(),
+        };
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match &*key {
+                "id" => id = Some(map.next_value::<i64>()?),
+                "uuid" => m.uuid = map.next_value()?,
+                "host_id" => m.host_id = map.next_value()?,
+                "host_email" => m.host_email = map.next_value()?,
+                "topic" => m.topic = map.next_value()?,
+                "type" => m.kind = map.next_value()?,
+                "start_time" => m.start_time = map.next_value()?,
+                "duration" => m.duration = map.next_value()?,
+                "timezone" => m.timezone = map.next_value()?,
+                "agenda" => m.agenda = map.next_value()?,
+                "password" => m.password = map.next_value()?,
+                "join_url" => m.join_url = map.next_value()?,
+                "start_url" => m.start_url = map.next_value()?,
+                "created_at" => m.created_at = map.next_value()?,
+                "status" => m.status = map.next_value()?,
+                "recurrence" => m.recurrence = map.next_value()?,
+                "occurrences" => {
+                    m.occurrences = map
+                        .next_value::<Option<Vec<Occurrence>>>()?
+                        .unwrap_or_default()
+                }
+                "settings" => m.settings = map.next_value()?,
+                _ => {
+                    let value = map.next_value::<Value>()?;
+                    m.rest.insert(key.into_owned(), value);
+                }
+            }
+        }
+        m.id = id.ok_or_else(|| A::Error::missing_field("id"))?;
+        Ok(m)
+    }
+}
+
+/// A key borrowed from the input when it has no escapes, so known keys cost no allocation.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
+    }
 }
 
 /// Recurrence of a type-8 meeting.
