@@ -194,18 +194,7 @@ pub fn occurrence_id(id: &str) -> Result<Option<String>, Error> {
 pub fn create_body(meeting: &MeetingDraft) -> Result<Map<String, Value>, Error> {
     let mut violations = Violations::default();
     let mut body = Map::new();
-    for path in [
-        "topic",
-        "type",
-        "start_time",
-        "duration_minutes",
-        "timezone",
-        "agenda",
-        "password",
-        "recurrence",
-        "settings",
-        "extra",
-    ] {
+    for path in FIELDS {
         if is_set(meeting, path) {
             write_field(meeting, path, &mut body, &mut violations);
         }
@@ -226,7 +215,7 @@ pub fn update_body(
     let mut body = Map::new();
     let paths: Vec<String> = match mask {
         Some(mask) if !mask.is_empty() => mask.to_vec(),
-        _ => UPDATABLE
+        _ => FIELDS
             .iter()
             .filter(|path| is_set(meeting, path))
             .map(|path| (*path).to_owned())
@@ -236,12 +225,12 @@ pub fn update_body(
         violations.add("update_mask", "name at least one field to change");
     }
     for (i, path) in paths.iter().enumerate() {
-        if !UPDATABLE.contains(&path.as_str()) {
+        if !FIELDS.contains(&path.as_str()) {
             violations.add(
                 format!("update_mask.paths[{i}]"),
                 format!(
                     "`{path}` cannot be updated; use one of {}",
-                    UPDATABLE.join(", ")
+                    FIELDS.join(", ")
                 ),
             );
             continue;
@@ -254,8 +243,8 @@ pub fn update_body(
     violations.finish(body)
 }
 
-/// Fields an update may name.
-const UPDATABLE: [&str; 10] = [
+/// Fields a request may set, in the order their violations are reported; an update may name any.
+const FIELDS: [&str; 10] = [
     "topic",
     "type",
     "start_time",
