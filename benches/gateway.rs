@@ -16,10 +16,6 @@ use zoomgate::emulator::{Emulator, EmulatorConfig};
 use zoomgate::proto;
 use zoomgate::proto::meetings_client::MeetingsClient;
 
-/// The allocator `zoomgate` ships with (see `src/main.rs`), so the bench measures what runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const EMULATOR: &str = r#"
 enforce_rate_limits = false
 
