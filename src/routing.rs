@@ -4,6 +4,7 @@
 //! [`crate::meetings`], which reports the outcome back into the [`ProbeCache`].
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,17 +64,7 @@ impl RoutingRules {
     ) -> Result<(), String> {
         let email =
             normalize_email(email).ok_or_else(|| format!("`{email}` is not an email address"))?;
-        let rule = Rule {
-            account: account.clone(),
-            place: place.into(),
-        };
-        match self.users.insert(email.clone(), rule) {
-            Some(other) if &other.account != account => Err(format!(
-                "`{email}` is already routed to account `{}`",
-                other.account
-            )),
-            _ => Ok(()),
-        }
+        claim(&mut self.users, email, account, place)
     }
 
     /// Adds "users of `domain` live in `account`", written at `place`; `@` in front is optional.
@@ -87,17 +78,7 @@ impl RoutingRules {
         if !is_domain(&domain) {
             return Err(format!("`{domain}` is not an email domain"));
         }
-        let rule = Rule {
-            account: account.clone(),
-            place: place.into(),
-        };
-        match self.domains.insert(domain.clone(), rule) {
-            Some(other) if &other.account != account => Err(format!(
-                "`{domain}` is already routed to account `{}`",
-                other.account
-            )),
-            _ => Ok(()),
-        }
+        claim(&mut self.domains, domain, account, place)
     }
 
     /// Returns the rule that assigns `email` (lowercase) an account, explicit emails first.
@@ -106,6 +87,31 @@ impl RoutingRules {
             let (_, domain) = email.rsplit_once('@')?;
             self.domains.get(domain)
         })
+    }
+}
+
+/// Routes `key` (an email or a domain) to `account`, unless another account has it; a repeat for
+/// the same account keeps the first place it is written.
+fn claim(
+    rules: &mut HashMap<String, Rule>,
+    key: String,
+    account: &AccountName,
+    place: &str,
+) -> Result<(), String> {
+    match rules.entry(key) {
+        Entry::Occupied(entry) if &entry.get().account != account => Err(format!(
+            "`{}` is already routed to account `{}`",
+            entry.key(),
+            entry.get().account
+        )),
+        Entry::Occupied(_) => Ok(()),
+        Entry::Vacant(entry) => {
+            entry.insert(Rule {
+                account: account.clone(),
+                place: place.into(),
+            });
+            Ok(())
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::accounts::{AccountName, Accounts};
-use crate::error::{Error, TargetKind};
+use crate::error::Error;
 use crate::policy::Caller;
 use crate::routing::{ProbeCache, RoutingRules, UserLocation};
 use crate::store::{LedgerChange, MeetingRecord, Recorder};
@@ -290,10 +290,7 @@ impl Meetings {
             let account = target.account.clone();
             let audit = &mut progress.audit;
             self.begin_change(cx, audit).await?;
-            let on = Target {
-                kind: TargetKind::User,
-                id: user.key(),
-            };
+            let on = Target::User(user.key());
             let call = CreateMeeting {
                 user: &zoom_user,
                 body: &body,
@@ -422,10 +419,7 @@ impl Meetings {
         self.audited(cx, async |progress| {
             let target = self.resolve_user(cx, &user, progress).await?;
             let zoom_user = zoom_user_of(&user, &target);
-            let on = Target {
-                kind: TargetKind::User,
-                id: user.key(),
-            };
+            let on = Target::User(user.key());
             let call = ListMeetingsOf {
                 user: &zoom_user,
                 query: &query,

@@ -98,23 +98,13 @@ impl Meetings {
         let probe_key = format!("meeting:{meeting_id}");
         let mut failure = None;
         for account in probe_accounts(&cx.caller, cx.operation) {
-            if self.inner.probe_cache.known_absent(&probe_key, account) {
-                continue;
-            }
-            if let Some(error) = self.inner.probes.failure(account, TargetKind::Meeting) {
-                failure = failure.or(Some(error));
-                continue;
-            }
-            let asked = Instant::now();
-            let found = self
-                .fetch_meeting(cx, account, None, meeting_id, None)
-                .await;
-            self.inner
-                .probes
-                .learn(account, TargetKind::Meeting, asked, &found);
-            probed.push(account.clone());
-            match found {
-                Ok(meeting) => {
+            let ask = self.fetch_meeting(cx, account, None, meeting_id, None);
+            let kind = TargetKind::Meeting;
+            match self
+                .probe_account(account, kind, &probe_key, probed, ask)
+                .await
+            {
+                Some(Ok(meeting)) => {
                     let record = MeetingRecord {
                         meeting_id,
                         account: account.clone(),
@@ -131,10 +121,8 @@ impl Meetings {
                     };
                     return Ok((record, meeting));
                 }
-                Err(Error::NotFound { .. }) => {
-                    self.inner.probe_cache.record_absent(&probe_key, account)
-                }
-                Err(error) => failure = failure.or(Some(error)),
+                None | Some(Err(Error::NotFound { .. })) => {}
+                Some(Err(error)) => failure = failure.or(Some(error)),
             }
         }
         Err(failure.unwrap_or(Error::NotFound {
@@ -291,29 +279,18 @@ impl Meetings {
     ) -> Result<UserLocation, Error> {
         let mut failure = None;
         for account in candidates {
-            if self.inner.probe_cache.known_absent(key, account) {
-                continue;
-            }
-            if let Some(error) = self.inner.probes.failure(account, TargetKind::User) {
-                failure = failure.or(Some(error));
-                continue;
-            }
-            let asked = Instant::now();
-            let target = Target {
-                kind: TargetKind::User,
-                id: key,
-            };
-            let found = self
-                .inner
-                .upstream
-                .call(cx, account, target, Some(key), GetUser { user: key })
-                .await;
-            self.inner
-                .probes
-                .learn(account, TargetKind::User, asked, &found);
-            probed.push(account.clone());
-            match found {
-                Ok(zoom_user) => {
+            let ask = self.inner.upstream.call(
+                cx,
+                account,
+                Target::User(key),
+                Some(key),
+                GetUser { user: key },
+            );
+            match self
+                .probe_account(account, TargetKind::User, key, probed, ask)
+                .await
+            {
+                Some(Ok(zoom_user)) => {
                     let location = UserLocation {
                         account: account.clone(),
                         user_id: zoom_user.id,
@@ -322,14 +299,42 @@ impl Meetings {
                     self.inner.probe_cache.record_found(location.clone());
                     return Ok(location);
                 }
-                Err(Error::NotFound { .. }) => self.inner.probe_cache.record_absent(key, account),
-                Err(error) => failure = failure.or(Some(error)),
+                None | Some(Err(Error::NotFound { .. })) => {}
+                Some(Err(error)) => failure = failure.or(Some(error)),
             }
         }
         Err(failure.unwrap_or(Error::NotFound {
             kind: TargetKind::User,
             id: key.to_owned(),
         }))
+    }
+
+    /// Asks one account during a probe for `key` (what `ask` fetches): not at all when a recent
+    /// probe found `key` absent there (`None`); with the account's failure mark while it is
+    /// failing; else through Zoom, timed for the hold and noted in `probed`. A NOT_FOUND is
+    /// remembered as absence.
+    async fn probe_account<T>(
+        &self,
+        account: &AccountName,
+        kind: TargetKind,
+        key: &str,
+        probed: &mut Vec<AccountName>,
+        ask: impl Future<Output = Result<T, Error>>,
+    ) -> Option<Result<T, Error>> {
+        if self.inner.probe_cache.known_absent(key, account) {
+            return None;
+        }
+        if let Some(error) = self.inner.probes.failure(account, kind) {
+            return Some(Err(error));
+        }
+        let asked = Instant::now();
+        let found = ask.await;
+        self.inner.probes.learn(account, kind, asked, &found);
+        probed.push(account.clone());
+        if matches!(found, Err(Error::NotFound { .. })) {
+            self.inner.probe_cache.record_absent(key, account);
+        }
+        Some(found)
     }
 
     /// Makes the answer about a target that was not found, or could not be looked up, the same
@@ -421,11 +426,7 @@ impl Meetings {
         meeting_id: i64,
         occurrence_id: Option<&str>,
     ) -> Result<ZoomMeeting, Error> {
-        let id = meeting_id.to_string();
-        let target = Target {
-            kind: TargetKind::Meeting,
-            id: &id,
-        };
+        let target = Target::Meeting(meeting_id);
         let call = GetMeeting {
             id: meeting_id,
             occurrence_id,
@@ -447,11 +448,7 @@ impl Meetings {
         call: C,
     ) -> Result<C::Output, Error> {
         let meeting_id = target.record.meeting_id;
-        let id = meeting_id.to_string();
-        let on = Target {
-            kind: TargetKind::Meeting,
-            id: &id,
-        };
+        let on = Target::Meeting(meeting_id);
         let host = Some(target.record.host_email.as_str());
         let result = self
             .inner

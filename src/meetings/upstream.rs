@@ -10,11 +10,27 @@ use crate::error::{Error, TargetKind};
 use crate::token::{CallError, TokenCache};
 use crate::zoom::{TokenError, ZoomCall, ZoomClient, ZoomError};
 
-/// What a call is about, so that Zoom's 404 becomes the caller's NOT_FOUND of that target.
+/// What a call is about, so that Zoom's 404 becomes the caller's NOT_FOUND of that target. The
+/// id is only turned into text when that happens.
 #[derive(Clone, Copy)]
-pub(super) struct Target<'a> {
-    pub kind: TargetKind,
-    pub id: &'a str,
+pub(super) enum Target<'a> {
+    User(&'a str),
+    Meeting(i64),
+}
+
+impl Target<'_> {
+    fn not_found(self) -> Error {
+        match self {
+            Target::User(id) => Error::NotFound {
+                kind: TargetKind::User,
+                id: id.to_owned(),
+            },
+            Target::Meeting(id) => Error::NotFound {
+                kind: TargetKind::Meeting,
+                id: id.to_string(),
+            },
+        }
+    }
 }
 
 pub(super) struct Upstream {
@@ -91,10 +107,7 @@ fn map_call_error(account: &AccountName, target: Target<'_>, error: CallError) -
             }
         }
         CallError::Zoom(error) => match error {
-            ZoomError::NotFound { .. } => Error::NotFound {
-                kind: target.kind,
-                id: target.id.to_owned(),
-            },
+            ZoomError::NotFound { .. } => target.not_found(),
             ZoomError::RateLimited { retry_after } => Error::RateLimited {
                 account,
                 retry_after,
