@@ -26,10 +26,8 @@ fn within<T>(timeout: Duration, message: T) -> tonic::Request<T> {
 #[tokio::test]
 async fn a_read_ends_by_the_client_s_deadline_and_its_task_with_it() {
     // One request in flight per caller: the second is admitted only once the first task ended.
-    let gateway = TestGateway::spawn_with(|toml| {
-        toml.push_str("\n[limits]\nmax_requests_in_flight_per_caller = 1\n")
-    })
-    .await;
+    let gateway =
+        TestGateway::spawn_with(with_limits("max_requests_in_flight_per_caller = 1")).await;
     let mut admin = gateway.client(ADMIN_KEY).await;
     let meeting = admin
         .create_meeting(create_for("alice@sales.acme.test", "slow"))

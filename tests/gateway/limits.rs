@@ -18,10 +18,6 @@ use crate::support::*;
 
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
-fn with_limits(limits: &str) -> impl FnOnce(&mut String) + '_ {
-    move |toml| toml.push_str(&format!("\n[limits]\n{limits}\n"))
-}
-
 /// Sends one health check on a raw connection and reads up to its end.
 async fn health_check_on(stream: &mut TcpStream, id: u32) {
     stream

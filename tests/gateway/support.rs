@@ -177,6 +177,11 @@ api_key_sha256 = ["{support}"]
     )
 }
 
+/// A [`TestGateway::spawn_with`] customization that adds a `[limits]` table.
+pub fn with_limits(limits: &str) -> impl FnOnce(&mut String) + '_ {
+    move |toml| toml.push_str(&format!("\n[limits]\n{limits}\n"))
+}
+
 pub fn secrets_env() -> std::collections::HashMap<String, String> {
     [
         ("SALES_SECRET", SALES_SECRET),
