@@ -275,18 +275,34 @@ async fn main() {
                 run.throughput()
             );
         }
-        summary.push((concurrency, direct, gateway));
+        summary.push((concurrency, direct, gateway, floor));
     }
     println!();
     println!("| concurrency | added p50 (µs) | added p99 (µs) | throughput gateway/direct |");
     println!("|---|---|---|---|");
-    for (concurrency, direct, gateway) in &summary {
+    for (concurrency, direct, gateway, _) in &summary {
         println!(
             "| {concurrency} | {:.0} | {:.0} | {:.2} |",
             micros(gateway.percentile(0.5)) - micros(direct.percentile(0.5)),
             micros(gateway.percentile(0.99)) - micros(direct.percentile(0.99)),
             gateway.throughput() / direct.throughput()
         );
+    }
+    println!();
+    // The gateway's own cost, as issue 8 defines it (see BENCHMARKS.md).
+    for (concurrency, direct, gateway, floor) in &summary {
+        let p50 = |run: &Run| micros(run.percentile(0.5));
+        let cost = |run: &Run| 1e6 / run.throughput();
+        match concurrency {
+            1 => println!(
+                "own latency (c=1): {:.0} µs = gateway p50 − direct p50 − floor p50",
+                p50(gateway) - p50(direct) - p50(floor)
+            ),
+            _ => println!(
+                "own CPU (c={concurrency}): {:.1} µs per request = 1/gateway − 1/floor − 1/direct",
+                cost(gateway) - cost(floor) - cost(direct)
+            ),
+        }
     }
     println!();
     for account in ["sales", "support"] {
