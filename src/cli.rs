@@ -713,6 +713,7 @@ async fn audit(args: AuditArgs) -> ExitCode {
         outcome: args.outcome,
         since: args.since,
         until: args.until,
+        after: None,
         limit: Some(args.limit),
     };
     match store.audit(&filter).await {

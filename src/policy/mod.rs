@@ -47,9 +47,12 @@ pub struct RawCaller {
     /// URI or DNS SANs of the caller's client certificate, for mTLS.
     #[serde(default)]
     pub mtls_sans: Vec<String>,
-    /// What the caller may do; at least one.
+    /// What the caller may do; at least one, unless the caller has an admin role.
     #[serde(default)]
     pub grants: Vec<RawGrant>,
+    /// `"read"` or `"write"`: access to the Admin API (see [`AdminRole`]).
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 /// Shows counts instead of the key hashes: they are not secrets, but have no place in logs.
@@ -63,6 +66,7 @@ impl fmt::Debug for RawCaller {
             )
             .field("mtls_sans", &self.mtls_sans)
             .field("grants", &self.grants)
+            .field("admin", &self.admin)
             .finish()
     }
 }
@@ -86,6 +90,38 @@ pub struct RawGrant {
 }
 
 // === operations and fields ===
+
+/// What a caller may do through the Admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AdminRole {
+    /// List and explain: accounts, routes, audit, explain.
+    Read,
+    /// Also change routes and start syncs.
+    Write,
+}
+
+impl AdminRole {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "read" => Some(AdminRole::Read),
+            "write" => Some(AdminRole::Write),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Read => "read",
+            AdminRole::Write => "write",
+        }
+    }
+}
+
+impl fmt::Display for AdminRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What a request does to a meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -261,6 +297,8 @@ pub enum PolicyErrorKind {
     UnknownOperation(String),
     #[error("unknown field {0:?}")]
     UnknownField(String),
+    #[error("unknown admin role {0:?} (expected \"read\" or \"write\")")]
+    UnknownAdminRole(String),
     #[error("bad user selector {selector:?}: {reason}")]
     BadSelector {
         selector: String,
@@ -357,7 +395,15 @@ impl Policy {
                 san_paths.insert(normalized.clone(), here);
                 by_san.insert(normalized, index);
             }
-            if raw.grants.is_empty() {
+            let admin = match raw.admin.as_deref() {
+                None => None,
+                Some(role) => Some(AdminRole::parse(role).ok_or_else(|| PolicyError {
+                    path: format!("{path}.admin"),
+                    kind: PolicyErrorKind::UnknownAdminRole(role.to_owned()),
+                })?),
+            };
+            // An admin-only caller (the platform team's CLI) needs no meeting grant.
+            if raw.grants.is_empty() && admin.is_none() {
                 return fail(format!("{path}.grants"), PolicyErrorKind::Empty);
             }
             let grants = raw
@@ -368,7 +414,9 @@ impl Policy {
                     build_grant(grant, &format!("{path}.grants[{i}]"), &groups, accounts)
                 })
                 .collect::<Result<Box<[Grant]>, PolicyError>>()?;
-            compiled.push(Arc::new(Caller::new(raw.name.clone(), index, grants)));
+            let mut caller = Caller::new(raw.name.clone(), index, grants);
+            caller.admin = admin;
+            compiled.push(Arc::new(caller));
         }
 
         Ok(Policy {
@@ -425,7 +473,7 @@ impl Policy {
         self.callers.get(found?).cloned()
     }
 
-    #[cfg(test)]
+    /// Finds a caller by its configured name (explain names callers that way).
     pub fn caller(&self, name: &str) -> Option<Arc<Caller>> {
         self.callers.iter().find(|c| c.name == name).cloned()
     }
@@ -670,6 +718,8 @@ pub struct Caller {
     grants: Box<[Grant]>,
     /// Per [`Operation::index`]: accounts where some grant allows that operation, in name order.
     accounts_by_op: [Box<[AccountName]>; 6],
+    /// Access to the Admin API, if any.
+    admin: Option<AdminRole>,
 }
 
 impl Caller {
@@ -688,7 +738,13 @@ impl Caller {
             index,
             grants,
             accounts_by_op,
+            admin: None,
         }
+    }
+
+    /// Tells whether the caller may use the Admin API with `needed`: a write admin may read.
+    pub fn is_admin(&self, needed: AdminRole) -> bool {
+        self.admin.is_some_and(|role| role >= needed)
     }
 
     /// Allows iff some grant covers the account, the user and the operation.

@@ -407,6 +407,7 @@ fn many_callers(n: usize) -> Policy {
                 operations: vec!["read".into()],
                 fields: Vec::new(),
             }],
+            admin: None,
         })
         .collect();
     Policy::build(&callers, &[], &acme_accounts()).expect("valid")
@@ -962,6 +963,7 @@ proptest! {
             api_key_sha256: vec![hash_api_key("prop-key")],
             mtls_sans: Vec::new(),
             grants: grants.clone(),
+            admin: None,
         };
         let policy = Policy::build(&[raw_caller], &raw_groups, &accounts(&PROP_ACCOUNTS))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -1006,4 +1008,46 @@ proptest! {
             prop_assert_eq!(actual, expected);
         }
     }
+}
+
+#[test]
+fn admin_roles_are_parsed_and_write_includes_read() {
+    let key = hash_api_key("ops-key");
+    let policy = build(&format!(
+        r#"
+[[callers]]
+name = "platform"
+api_key_sha256 = ["{key}"]
+admin = "write"
+
+[[callers]]
+name = "viewer"
+mtls_sans = ["viewer.acme.test"]
+admin = "read"
+  [[callers.grants]]
+  accounts = ["*"]
+  users = ["*"]
+  operations = ["read"]
+"#
+    ))
+    .expect("an admin needs no meeting grant");
+    let platform = caller(&policy, "platform");
+    assert!(platform.is_admin(AdminRole::Read) && platform.is_admin(AdminRole::Write));
+    assert!(platform.accounts_for(Operation::Read).is_empty());
+    let viewer = caller(&policy, "viewer");
+    assert!(viewer.is_admin(AdminRole::Read) && !viewer.is_admin(AdminRole::Write));
+    let sales = caller(&example_policy(), "sales-bot");
+    assert!(!sales.is_admin(AdminRole::Read));
+
+    let bad = build(&format!(
+        "[[callers]]\nname = \"x\"\napi_key_sha256 = [\"{key}\"]\nadmin = \"root\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(bad.path, "callers[0].admin");
+    assert!(bad.to_string().contains("root"));
+    let no_grants = build(&format!(
+        "[[callers]]\nname = \"x\"\napi_key_sha256 = [\"{key}\"]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(no_grants.path, "callers[0].grants");
 }

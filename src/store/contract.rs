@@ -23,7 +23,7 @@ use crate::accounts::AccountName;
 
 use super::{
     AuditFilter, AuditRecord, Completion, LedgerChange, MAX_AUDIT_LIMIT, MeetingRecord, Outcome,
-    Store, StoreError,
+    RouteChange, RouteRecord, Store, StoreError,
 };
 
 /// Expands into one `#[tokio::test]` per property of the contract, each on its own store from
@@ -48,6 +48,9 @@ macro_rules! contract_suite {
             a_completion_without_its_intent_is_appended_whole,
             a_completion_never_overwrites_another_record_under_its_intent_id,
             a_write_check_succeeds_and_leaves_no_trace,
+            pages_after_a_record_hold_every_record_once,
+            routes_are_put_replaced_and_deleted_with_their_audit,
+            routes_list_in_email_order_page_by_page,
             [flavor = "multi_thread", worker_threads = 2]
             concurrent_appends_from_many_tasks_all_land,
         );
@@ -811,4 +814,117 @@ pub(crate) async fn concurrent_appends_from_many_tasks_all_land(store: Arc<dyn S
         .await
         .unwrap();
     assert_eq!(one_caller.len() as i64, PER_TASK);
+}
+
+// === paging and routes ===
+
+/// Paging with `after` set to the last record of each page visits every record once, in the
+/// order of one unlimited listing, even with timestamps repeated.
+pub(crate) async fn pages_after_a_record_hold_every_record_once(store: Arc<dyn Store>) {
+    for record in fixture() {
+        store.append_audit(&record).await.unwrap();
+    }
+    let everything = store
+        .audit(&AuditFilter {
+            limit: Some(MAX_AUDIT_LIMIT),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .audit(&AuditFilter {
+                limit: Some(7),
+                after,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.at, last.id));
+        paged.extend(page);
+    }
+    assert_eq!(paged, everything);
+}
+
+fn route(email: &str, account_name: &str, forced: bool) -> RouteRecord {
+    RouteRecord {
+        email: email.into(),
+        account: account(account_name),
+        set_by: "platform".into(),
+        set_at: at(5),
+        forced,
+    }
+}
+
+pub(crate) async fn routes_are_put_replaced_and_deleted_with_their_audit(store: Arc<dyn Store>) {
+    let audit = event(5, "platform", "admin.put_route", Outcome::Allowed);
+    let first = route("ann@x.test", "sales", false);
+    let before = store
+        .change_route(&RouteChange::Put(first.clone()), &audit)
+        .await
+        .unwrap();
+    assert_eq!(before, None);
+    assert_eq!(
+        store.route("ann@x.test").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.route("bob@x.test").await.unwrap(), None);
+
+    let second = route("ann@x.test", "support", true);
+    let before = store
+        .change_route(&RouteChange::Put(second.clone()), &audit)
+        .await
+        .unwrap();
+    assert_eq!(before, Some(first));
+    assert_eq!(
+        store.route("ann@x.test").await.unwrap(),
+        Some(second.clone())
+    );
+
+    let delete = RouteChange::Delete("ann@x.test".into());
+    let deleted = event(6, "platform", "admin.delete_route", Outcome::Allowed);
+    assert_eq!(
+        store.change_route(&delete, &deleted).await.unwrap(),
+        Some(second)
+    );
+    assert_eq!(store.route("ann@x.test").await.unwrap(), None);
+    assert_eq!(store.change_route(&delete, &deleted).await.unwrap(), None);
+
+    let trail = store.audit(&AuditFilter::default()).await.unwrap();
+    let operations: Vec<&str> = trail.iter().map(|r| r.operation.as_str()).collect();
+    assert_eq!(
+        operations,
+        [
+            "admin.delete_route",
+            "admin.delete_route",
+            "admin.put_route",
+            "admin.put_route"
+        ],
+        "each change has its audit record, written with it"
+    );
+}
+
+pub(crate) async fn routes_list_in_email_order_page_by_page(store: Arc<dyn Store>) {
+    let audit = event(5, "platform", "admin.put_route", Outcome::Allowed);
+    let emails: Vec<String> = (0..25).rev().map(|i| format!("u{i:02}@x.test")).collect();
+    for email in &emails {
+        let put = RouteChange::Put(route(email, "sales", false));
+        store.change_route(&put, &audit).await.unwrap();
+    }
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.routes(after.as_deref(), 10).await.unwrap();
+        assert!(page.len() <= 10);
+        let Some(last) = page.last() else { break };
+        after = Some(last.email.clone());
+        listed.extend(page.into_iter().map(|r| r.email));
+    }
+    let mut sorted = emails.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted);
+    assert!(store.routes(None, 0).await.unwrap().is_empty());
 }

@@ -63,6 +63,21 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first, at most `filter.limit` (default 100, max 10_000).
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
 
+    /// Puts or deletes a route override and appends the audit record of that change, in one
+    /// transaction. Returns the route that was there before.
+    async fn change_route(
+        &self,
+        change: &RouteChange,
+        audit: &AuditRecord,
+    ) -> Result<Option<RouteRecord>, StoreError>;
+
+    /// Returns the route override of a user (a lowercased email), if any.
+    async fn route(&self, email: &str) -> Result<Option<RouteRecord>, StoreError>;
+
+    /// Route overrides in email order, those after `after` only, at most `limit`.
+    async fn routes(&self, after: Option<&str>, limit: u32)
+    -> Result<Vec<RouteRecord>, StoreError>;
+
     /// Waits until every connection is closed, so a restart finds a clean database. Used at shutdown;
     /// the store must not be used afterwards. Stores without connections have nothing to do.
     async fn close(&self) {}
@@ -79,6 +94,28 @@ pub struct MeetingRecord {
     /// Caller name that created the meeting (or whose request found it by probing).
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// A route override: the platform team's word on which account a user is in. It beats the
+/// config rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteRecord {
+    /// Lowercased.
+    pub email: String,
+    pub account: AccountName,
+    /// The admin who set it.
+    pub set_by: String,
+    pub set_at: DateTime<Utc>,
+    /// Set without checking in Zoom that the user exists in the account.
+    pub forced: bool,
+}
+
+/// A change to the route overrides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteChange {
+    Put(RouteRecord),
+    /// Deletes the route of this (lowercased) email; deleting none is not an error.
+    Delete(String),
 }
 
 /// What a completed change does to the meeting ledger.
@@ -186,6 +223,8 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `at`, so consecutive windows never overlap.
     pub until: Option<DateTime<Utc>>,
+    /// Only records listed after this one (its `at` and `id`): the next page.
+    pub after: Option<(DateTime<Utc>, i64)>,
     /// At most this many records; see [`AuditFilter::effective_limit`].
     pub limit: Option<u32>,
 }

@@ -247,7 +247,9 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use super::*;
-    use crate::store::{AuditFilter, MeetingRecord, Outcome, SqliteStore};
+    use crate::store::{
+        AuditFilter, MeetingRecord, Outcome, RouteChange, RouteRecord, SqliteStore,
+    };
 
     /// An in-memory SQLite store that refuses every write while `refusing` is set.
     struct Flaky {
@@ -296,6 +298,24 @@ mod tests {
         }
         async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
             self.inner.audit(filter).await
+        }
+        async fn change_route(
+            &self,
+            change: &RouteChange,
+            audit: &AuditRecord,
+        ) -> Result<Option<RouteRecord>, StoreError> {
+            self.check()?;
+            self.inner.change_route(change, audit).await
+        }
+        async fn route(&self, email: &str) -> Result<Option<RouteRecord>, StoreError> {
+            self.inner.route(email).await
+        }
+        async fn routes(
+            &self,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<RouteRecord>, StoreError> {
+            self.inner.routes(after, limit).await
         }
     }
 

@@ -19,7 +19,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AuditFilter, AuditRecord, Completion, LedgerChange, MeetingRecord, Outcome, Store, StoreError,
+    AuditFilter, AuditRecord, Completion, LedgerChange, MeetingRecord, Outcome, RouteChange,
+    RouteRecord, Store, StoreError,
 };
 use crate::accounts::AccountName;
 
@@ -372,6 +373,14 @@ impl Store for SqliteStore {
                 .next(&mut query, "at < ")
                 .push_bind(until.timestamp_millis());
         }
+        if let Some((at, id)) = filter.after {
+            conditions
+                .next(&mut query, "(at, id) < (")
+                .push_bind(at.timestamp_millis())
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
         query
             .push(" ORDER BY at DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit));
@@ -384,9 +393,110 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    async fn change_route(
+        &self,
+        change: &RouteChange,
+        audit: &AuditRecord,
+    ) -> Result<Option<RouteRecord>, StoreError> {
+        self.write(async |pool| {
+            let mut tx = pool.begin().await.map_err(query_error("change_route"))?;
+            let email = match change {
+                RouteChange::Put(route) => &route.email,
+                RouteChange::Delete(email) => email,
+            };
+            let before = select_route(&mut *tx, email).await?;
+            match change {
+                RouteChange::Put(route) => {
+                    sqlx::query(
+                        "INSERT INTO user_routes (email, account, set_by, set_at, forced) \
+                         VALUES (?, ?, ?, ?, ?) \
+                         ON CONFLICT (email) DO UPDATE SET account = excluded.account, \
+                         set_by = excluded.set_by, set_at = excluded.set_at, forced = excluded.forced",
+                    )
+                    .bind(&route.email)
+                    .bind(route.account.as_str())
+                    .bind(&route.set_by)
+                    .bind(route.set_at.timestamp_millis())
+                    .bind(route.forced)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_error("change_route"))?;
+                }
+                RouteChange::Delete(email) => {
+                    sqlx::query("DELETE FROM user_routes WHERE email = ?")
+                        .bind(email)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(query_error("change_route"))?;
+                }
+            }
+            insert_audit(&mut *tx, audit, audit.outcome).await?;
+            tx.commit().await.map_err(query_error("change_route"))?;
+            Ok(before)
+        })
+        .await
+    }
+
+    async fn route(&self, email: &str) -> Result<Option<RouteRecord>, StoreError> {
+        select_route(&self.pool(), email).await
+    }
+
+    async fn routes(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RouteRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT email, account, set_by, set_at, forced FROM user_routes \
+             WHERE email > ? ORDER BY email LIMIT ?",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool())
+        .await
+        .map_err(query_error("routes"))?;
+        rows.iter().map(route_from_row).collect()
+    }
+
     async fn close(&self) {
         self.pool().close().await;
     }
+}
+
+async fn select_route<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    email: &str,
+) -> Result<Option<RouteRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT email, account, set_by, set_at, forced FROM user_routes WHERE email = ?",
+    )
+    .bind(email)
+    .fetch_optional(executor)
+    .await
+    .map_err(query_error("route"))?;
+    row.as_ref().map(route_from_row).transpose()
+}
+
+fn route_from_row(row: &SqliteRow) -> Result<RouteRecord, StoreError> {
+    let read = || -> Result<_, sqlx::Error> {
+        Ok((
+            row.try_get::<String, _>("email")?,
+            row.try_get::<String, _>("account")?,
+            row.try_get::<String, _>("set_by")?,
+            row.try_get::<i64, _>("set_at")?,
+            row.try_get::<bool, _>("forced")?,
+        ))
+    };
+    let (email, account, set_by, set_at, forced) = read().map_err(query_error("route"))?;
+    let account = AccountName::parse(&account)
+        .map_err(|_| StoreError::Corrupt("user_routes.account".to_owned()))?;
+    Ok(RouteRecord {
+        email,
+        account,
+        set_by,
+        set_at: from_millis(set_at, || "user_routes.set_at".to_owned())?,
+        forced,
+    })
 }
 
 /// Completes a change in one transaction: the audit record and the ledger.
