@@ -1036,8 +1036,8 @@ admin = "read"
     assert!(platform.accounts_for(Operation::Read).is_empty());
     let viewer = caller(&policy, "viewer");
     assert!(viewer.is_admin(AdminRole::Read) && !viewer.is_admin(AdminRole::Write));
-    let sales = caller(&example_policy(), "sales-bot");
-    assert!(!sales.is_admin(AdminRole::Read));
+    let scheduler = caller(&example_policy(), "scheduler");
+    assert!(!scheduler.is_admin(AdminRole::Read));
 
     let bad = build(&format!(
         "[[callers]]\nname = \"x\"\napi_key_sha256 = [\"{key}\"]\nadmin = \"root\"\n"
