@@ -33,6 +33,13 @@ impl AccountName {
     }
 }
 
+/// Lets maps keyed by account name be read with a `&str` from the store or a request.
+impl std::borrow::Borrow<str> for AccountName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl serde::Serialize for AccountName {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
@@ -54,6 +61,16 @@ pub enum Plan {
     #[default]
     Pro,
     Business,
+}
+
+impl Plan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Pro => "pro",
+            Plan::Business => "business",
+        }
+    }
 }
 
 /// One Zoom account and the credentials of its Server-to-Server OAuth app.

@@ -13,14 +13,18 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::accounts::Accounts;
+use crate::admin::Admin;
 use crate::config::{Config, Limits, TlsConfig};
 use crate::grpc::MeetingsService;
+use crate::grpc::admin::AdminService;
 use crate::grpc::decode_errors::DecodeErrorsLayer;
 use crate::listener::{self, TrackStreamsLayer};
 use crate::meetings::Meetings;
 use crate::policy::Policy;
+use crate::proto::admin_server::AdminServer;
 use crate::proto::meetings_server::MeetingsServer;
-use crate::routing::ProbeCache;
+use crate::routing::{ProbeCache, RouteOverrides, UserRouting};
 use crate::store::{self, Recorder, Store};
 use crate::token::TokenCache;
 use crate::zoom::{ZoomClient, ZoomEndpoints};
@@ -61,6 +65,7 @@ pub struct App {
     tls: Option<TlsConfig>,
     policy: Arc<Policy>,
     service: MeetingsService,
+    admin: AdminService,
     /// The request tasks of the meetings service, drained at shutdown.
     tasks: TaskTracker,
     tokens: TokenCache,
@@ -92,10 +97,17 @@ impl App {
             config.routing.user_cache_ttl,
             config.routing.negative_cache_ttl,
         );
-        let meetings = Meetings::new(
-            config.accounts,
-            config.routing.rules,
+        let overrides =
+            Arc::new(load_overrides(recorder.store().as_ref(), &config.accounts).await?);
+        let routing = UserRouting {
+            overrides: overrides.clone(),
+            rules: config.routing.rules,
             probe_cache,
+        };
+        let policy = Arc::new(config.policy);
+        let meetings = Meetings::new(
+            config.accounts.clone(),
+            routing,
             zoom,
             tokens.clone(),
             recorder.clone(),
@@ -129,7 +141,18 @@ impl App {
             request_timeout: config.request_timeout,
             limits: config.limits,
             tls: config.tls,
-            policy: Arc::new(config.policy),
+            admin: AdminService::new(
+                Admin::new(
+                    config.accounts,
+                    policy.clone(),
+                    meetings.clone(),
+                    tokens.clone(),
+                    recorder.store().clone(),
+                    overrides,
+                ),
+                config.request_timeout,
+            ),
+            policy,
             tasks: meetings.tasks(),
             service: MeetingsService::new(meetings, config.request_timeout),
             tokens,
@@ -236,6 +259,10 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(
                 self.service
+                    .into_server(self.policy.clone(), limits.max_message_bytes),
+            )
+            .add_service(
+                self.admin
                     .into_server(self.policy, limits.max_message_bytes),
             )
             .serve_with_incoming_shutdown(incoming, shutdown)
@@ -250,6 +277,32 @@ impl App {
         let _ = checks.await;
         self.recorder.finish().await;
         Ok(())
+    }
+}
+
+/// Reads every route override of the store into memory; one to an account the config no
+/// longer has is left out, with a warning, until the account is back or the route is deleted.
+async fn load_overrides(
+    store: &dyn Store,
+    accounts: &Accounts,
+) -> Result<RouteOverrides, store::StoreError> {
+    const PAGE: u32 = 1000;
+    let overrides = RouteOverrides::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.routes(after.as_deref(), PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        after = page.last().map(|route| route.email.clone());
+        for route in page {
+            if accounts.get(&route.account).is_some() {
+                overrides.set(route.email, route.account);
+            } else {
+                tracing::warn!(account = %route.account, "a route override names an account the config does not have; ignored");
+            }
+        }
+        if !full {
+            return Ok(overrides);
+        }
     }
 }
 
@@ -287,13 +340,14 @@ async fn report_readiness(
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    health
-        .set_service_status(
-            <MeetingsServer<MeetingsService> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
+    let services = [
+        "",
+        <MeetingsServer<MeetingsService> as tonic::server::NamedService>::NAME,
+        <AdminServer<AdminService> as tonic::server::NamedService>::NAME,
+    ];
+    for service in services {
+        health.set_service_status(service, status).await;
+    }
 }
 
 fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::accounts::AccountName;
-use crate::policy::Operation;
+use crate::policy::{AdminRole, Operation};
 
 /// One invalid field of a request, reported as a `google.rpc.BadRequest` field violation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,8 +98,35 @@ pub enum Error {
         operation: Operation,
         meeting_id: Option<i64>,
     },
+    /// An Admin API call by a caller without the role it needs.
+    #[error("caller `{caller}` needs the admin role `{needed}`")]
+    AdminDenied { caller: String, needed: AdminRole },
+    /// An Admin API call named an account, caller or route that does not exist.
+    #[error("{kind} `{name}` not found")]
+    AdminNotFound { kind: AdminObject, name: String },
+    /// A route was put to an account where Zoom does not know the user.
+    #[error("user `{email}` does not exist in account `{account}`")]
+    UserNotInAccount { email: String, account: AccountName },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What an Admin API call names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminObject {
+    Account,
+    Caller,
+    Route,
+}
+
+impl std::fmt::Display for AdminObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AdminObject::Account => "account",
+            AdminObject::Caller => "caller",
+            AdminObject::Route => "route of user",
+        })
+    }
 }
 
 /// What a request was about, for messages and `ErrorInfo` reasons.
@@ -141,7 +168,12 @@ impl Error {
             | Error::RateLimited { .. }
             | Error::TooManyRequests { .. }
             | Error::ZoomTimeout { .. }
-            | Error::DeadlineExceeded { .. } => self.to_string(),
+            | Error::DeadlineExceeded { .. }
+            | Error::AdminDenied { .. }
+            | Error::AdminNotFound { .. } => self.to_string(),
+            Error::UserNotInAccount { .. } => {
+                format!("{self}; check the account, or put the route with force")
+            }
             Error::ZoomUnavailable { account, .. } => {
                 format!("zoom is unavailable for account `{account}`")
             }
@@ -208,6 +240,20 @@ impl Error {
             Error::TooManyRequests { .. } => "TOO_MANY_REQUESTS_IN_FLIGHT",
             Error::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Error::NotRecorded { .. } => "CHANGE_NOT_RECORDED",
+            Error::AdminDenied { .. } => "ADMIN_ROLE_REQUIRED",
+            Error::AdminNotFound {
+                kind: AdminObject::Account,
+                ..
+            } => "ACCOUNT_NOT_FOUND",
+            Error::AdminNotFound {
+                kind: AdminObject::Caller,
+                ..
+            } => "CALLER_NOT_FOUND",
+            Error::AdminNotFound {
+                kind: AdminObject::Route,
+                ..
+            } => "ROUTE_NOT_FOUND",
+            Error::UserNotInAccount { .. } => "USER_NOT_IN_ACCOUNT",
             Error::Internal(_) => "INTERNAL",
         }
     }

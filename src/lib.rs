@@ -7,6 +7,7 @@
 //! - [`zoom`]: typed Zoom REST client and Zoom error codes.
 //! - [`routing`]: which account owns a user or a meeting.
 //! - [`policy`]: callers, their identities and grants; allow/deny and field redaction.
+//! - [`admin`]: the platform team's use cases: accounts view, route overrides, explain, audit.
 //! - [`meetings`]: the request path for meetings: route, authorize, call Zoom, record.
 //! - [`store`]: durable state (meeting ledger, audit log) behind one trait; SQLite by default.
 //! - [`grpc`]: tonic services, proto <-> domain conversion, the one error -> `Status` mapping.
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -1,4 +1,5 @@
-//! Which Zoom account owns a user: config rules first, then what probes found, cached with TTLs.
+//! Which Zoom account owns a user: route overrides first, then config rules, then what probes
+//! found, cached with TTLs.
 //!
 //! Everything here is pure and synchronous; the probing itself (calls to Zoom) happens in
 //! [`crate::meetings`], which reports the outcome back into the [`ProbeCache`].
@@ -18,6 +19,8 @@ use crate::accounts::AccountName;
 /// Where the account of a user or meeting came from, for logs and `explain`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteSource {
+    /// A route override set through the Admin API.
+    Override,
     /// A config rule, by its place in the file, e.g. `accounts[0].domains[1]`.
     ConfigRule(Arc<str>),
     /// A probe made for an earlier request, remembered in the [`ProbeCache`].
@@ -31,12 +34,42 @@ pub enum RouteSource {
 impl fmt::Display for RouteSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RouteSource::Override => f.write_str("route override"),
             RouteSource::ConfigRule(place) => write!(f, "config rule {place}"),
             RouteSource::ProbeCache => f.write_str("probe cache"),
             RouteSource::Probe => f.write_str("probe"),
             RouteSource::Ledger => f.write_str("ledger"),
         }
     }
+}
+
+/// The route overrides of the store, held in memory: every request by email reads them. The
+/// store stays the truth; this copy is loaded at start and written through by the Admin API.
+#[derive(Debug, Default)]
+pub struct RouteOverrides {
+    by_email: DashMap<String, AccountName>,
+}
+
+impl RouteOverrides {
+    /// Returns the account a route override sends `email` (lowercase) to.
+    pub fn get(&self, email: &str) -> Option<AccountName> {
+        self.by_email.get(email).map(|entry| entry.clone())
+    }
+
+    pub fn set(&self, email: String, account: AccountName) {
+        self.by_email.insert(email, account);
+    }
+
+    pub fn remove(&self, email: &str) {
+        self.by_email.remove(email);
+    }
+}
+
+/// Everything that places a user in an account without asking Zoom, in the order it is asked.
+pub struct UserRouting {
+    pub overrides: Arc<RouteOverrides>,
+    pub rules: RoutingRules,
+    pub probe_cache: ProbeCache,
 }
 
 /// A config rule: the account it routes to and where it is written.

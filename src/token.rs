@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -97,6 +98,30 @@ struct Slot {
     /// No token is fetched before then, after a streak of rejected tokens. Kept apart from the
     /// flight, which a successful fetch resets.
     rejected_until: std::sync::Mutex<Option<Instant>>,
+    /// What the Admin API shows of past fetches.
+    history: std::sync::Mutex<FetchHistory>,
+}
+
+/// When the last fetch ended, and the last failure, which a later success does not erase.
+#[derive(Clone, Debug, Default)]
+struct FetchHistory {
+    last_fetch: Option<DateTime<Utc>>,
+    last_error: Option<(DateTime<Utc>, String)>,
+}
+
+/// An account's token state as operators see it. Holds no token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenState {
+    /// When the cached token expires; `None` without one.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// When the last fetch ended, successful or not.
+    pub last_fetch: Option<DateTime<Utc>>,
+    /// The last failed fetch and why, even if a later one succeeded.
+    pub last_error: Option<(DateTime<Utc>, String)>,
+    /// How long fetches still cool down after failures.
+    pub cooldown: Option<Duration>,
+    /// Token requests sent to Zoom since start.
+    pub fetches: u64,
 }
 
 struct CachedToken {
@@ -135,6 +160,7 @@ impl TokenCache {
                     fetches: AtomicU64::new(0),
                     rejected_streak: AtomicU32::new(0),
                     rejected_until: std::sync::Mutex::new(None),
+                    history: std::sync::Mutex::new(FetchHistory::default()),
                 };
                 (account.name.clone(), slot)
             })
@@ -281,6 +307,28 @@ impl TokenCache {
             .filter(|left| !left.is_zero())
     }
 
+    /// Returns the token state of `account`, for the Admin API; `None` for an unknown account.
+    pub fn state(&self, account: &AccountName) -> Option<TokenState> {
+        let slot = self.slot(account).ok()?;
+        let now = Instant::now();
+        let valid_until = slot.unexpired_until(now).map(|expires_at| {
+            let left = expires_at.saturating_duration_since(now);
+            Utc::now() + chrono::TimeDelta::from_std(left).unwrap_or(chrono::TimeDelta::MAX)
+        });
+        let history = slot
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Some(TokenState {
+            valid_until,
+            last_fetch: history.last_fetch,
+            last_error: history.last_error,
+            cooldown: self.cooldown_left(account),
+            fetches: slot.fetches.load(Ordering::Relaxed),
+        })
+    }
+
     /// Tells whether `account` holds an unexpired token.
     #[cfg(test)]
     pub(crate) fn has_token(&self, account: &AccountName) -> bool {
@@ -346,6 +394,14 @@ impl TokenCache {
             .await
             .and_then(|grant| self.cache_entry(grant, sent_at));
         slot.flights_done.fetch_add(1, Ordering::Release);
+        {
+            let mut history = slot.history.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Utc::now();
+            history.last_fetch = Some(now);
+            if let Err(error) = &result {
+                history.last_error = Some((now, error.to_string()));
+            }
+        }
         match result {
             Ok(entry) => {
                 let token = entry.token.clone();
@@ -451,6 +507,13 @@ impl Slot {
         self.cached()
             .filter(|c| now < c.refresh_at)
             .map(|c| c.token.clone())
+    }
+
+    /// Returns when the cached token expires, if it has not yet.
+    fn unexpired_until(&self, now: Instant) -> Option<Instant> {
+        self.cached()
+            .filter(|c| now < c.expires_at)
+            .map(|c| c.expires_at)
     }
 
     /// Returns the cached token if it has not expired, even if it is due for refresh.

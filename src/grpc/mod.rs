@@ -1,6 +1,7 @@
 //! The gRPC face of the gateway: caller authentication, the `zoomgate.v1.Meetings` service, and
 //! the one mapping from [`Error`] to `Status`. Proto types stop here.
 
+pub mod admin;
 pub mod convert;
 pub mod decode_errors;
 
@@ -68,6 +69,29 @@ impl MeetingsService {
         request: &Request<T>,
         operation: Operation,
     ) -> Result<RequestContext, Status> {
+        let call = CallMetadata::of(request, self.request_timeout)?;
+        Ok(RequestContext::new(
+            call.caller,
+            operation,
+            call.request_id,
+            call.timeout,
+        ))
+    }
+}
+
+/// What every call of every service carries: its caller, the client's request id, and how long
+/// it may take (the client's deadline, capped by `request_timeout_secs`).
+pub(crate) struct CallMetadata<'a> {
+    pub caller: Arc<Caller>,
+    pub request_id: Option<&'a str>,
+    pub timeout: Duration,
+}
+
+impl<'a> CallMetadata<'a> {
+    pub(crate) fn of<T>(
+        request: &'a Request<T>,
+        request_timeout: Duration,
+    ) -> Result<Self, Status> {
         let caller = request
             .extensions()
             .get::<Arc<Caller>>()
@@ -81,10 +105,12 @@ impl MeetingsService {
             .get(GRPC_TIMEOUT_HEADER)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout)
-            .map_or(self.request_timeout, |client| {
-                client.min(self.request_timeout)
-            });
-        Ok(RequestContext::new(caller, operation, request_id, timeout))
+            .map_or(request_timeout, |client| client.min(request_timeout));
+        Ok(Self {
+            caller,
+            request_id,
+            timeout,
+        })
     }
 }
 
@@ -121,7 +147,10 @@ impl tonic::service::Interceptor for Authenticator {
 }
 
 /// Answers with the request id, so that a client can quote it.
-fn answer<T>(cx_id: &RequestId, result: Result<T, Error>) -> Result<Response<T>, Status> {
+pub(crate) fn answer<T>(
+    cx_id: &RequestId,
+    result: Result<T, Error>,
+) -> Result<Response<T>, Status> {
     let id = MetadataValue::try_from(cx_id.as_str()).ok();
     match result {
         Ok(message) => {
@@ -291,12 +320,14 @@ pub fn code(error: &Error) -> Code {
     match error {
         Error::InvalidArgument(_) | Error::ZoomRejected { .. } => Code::InvalidArgument,
         Error::Unauthenticated => Code::Unauthenticated,
-        Error::NotFound { .. } => Code::NotFound,
-        Error::PermissionDenied { .. } => Code::PermissionDenied,
+        Error::NotFound { .. } | Error::AdminNotFound { .. } => Code::NotFound,
+        Error::PermissionDenied { .. } | Error::AdminDenied { .. } => Code::PermissionDenied,
         Error::RateLimited { .. } | Error::TooManyRequests { .. } => Code::ResourceExhausted,
         Error::ZoomUnavailable { .. } | Error::StoreUnavailable(_) => Code::Unavailable,
         Error::ZoomTimeout { .. } | Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-        Error::MissingScope { .. } | Error::ZoomRefused { .. } => Code::FailedPrecondition,
+        Error::MissingScope { .. } | Error::ZoomRefused { .. } | Error::UserNotInAccount { .. } => {
+            Code::FailedPrecondition
+        }
         // Not UNAVAILABLE: retry policies repeat that, and this change must not be repeated.
         Error::Internal(_) | Error::NotRecorded { .. } => Code::Internal,
     }
@@ -362,9 +393,16 @@ pub fn status(error: Error) -> Status {
                 metadata.insert("meeting_id".to_owned(), id.to_string());
             }
         }
+        Error::UserNotInAccount { account, .. } => {
+            metadata.insert("account".to_owned(), account.to_string());
+        }
+        Error::AdminDenied { needed, .. } => {
+            metadata.insert("needed_role".to_owned(), needed.to_string());
+        }
         Error::Unauthenticated
         | Error::DeadlineExceeded { .. }
         | Error::NotFound { .. }
+        | Error::AdminNotFound { .. }
         | Error::PermissionDenied { .. }
         | Error::Internal(_) => {}
     }

@@ -143,6 +143,9 @@ impl Meetings {
             }
             Err(error) => (Outcome::Failed, Some(error.reason().to_owned())),
         };
+        if let Some(account) = &audit.account {
+            self.inner.outcomes.count(account, outcome);
+        }
         if !mutating && outcome != Outcome::Denied {
             return Ok(());
         }

@@ -9,7 +9,7 @@ use crate::policy::{Caller, Decision, Operation};
 
 /// The accounts a meeting lookup for `op` may ask: where the caller may do `op` or see meetings,
 /// so that the answer does not depend on whether the ledger already knew the meeting.
-pub(super) fn probe_accounts(caller: &Caller, op: Operation) -> Vec<&AccountName> {
+pub fn probe_accounts(caller: &Caller, op: Operation) -> Vec<&AccountName> {
     let mut accounts: Vec<&AccountName> = Vec::new();
     for any in [op, Operation::Read, Operation::List] {
         for account in caller.accounts_for(any) {

@@ -10,6 +10,7 @@ mod authorize;
 mod context;
 mod in_flight;
 mod ledger;
+mod outcomes;
 mod probes;
 mod redact;
 mod resolve;
@@ -27,9 +28,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::accounts::{AccountName, Accounts};
-use crate::error::Error;
+use crate::error::{Error, TargetKind};
 use crate::policy::Caller;
-use crate::routing::{ProbeCache, RoutingRules, UserLocation};
+use crate::routing::{UserLocation, UserRouting};
 use crate::store::{LedgerChange, MeetingRecord, Recorder};
 use crate::token::TokenCache;
 use crate::zoom::{
@@ -38,9 +39,12 @@ use crate::zoom::{
 };
 
 use self::audit::{AuditContext, Progress};
+pub use self::authorize::probe_accounts;
 pub use self::context::{RequestContext, RequestId};
 use self::in_flight::{Admitted, InFlight};
 use self::ledger::LedgerCache;
+use self::outcomes::OutcomeCounts;
+pub use self::outcomes::RequestCounts;
 use self::probes::Probes;
 use self::redact::redact;
 use self::upstream::{Target, Upstream};
@@ -120,13 +124,13 @@ pub struct Meetings {
 
 struct Inner {
     accounts: Accounts,
-    rules: RoutingRules,
-    probe_cache: ProbeCache,
+    routing: UserRouting,
     upstream: Upstream,
     recorder: Arc<Recorder>,
     /// Read-through cache of the store's meeting ledger; written through on every change.
     ledger: LedgerCache,
     probes: Probes,
+    outcomes: OutcomeCounts,
     in_flight: InFlight,
     /// The request tasks, so that shutdown can wait for the ones whose callers left.
     tasks: TaskTracker,
@@ -135,8 +139,7 @@ struct Inner {
 impl Meetings {
     pub fn new(
         accounts: Accounts,
-        rules: RoutingRules,
-        probe_cache: ProbeCache,
+        routing: UserRouting,
         zoom: ZoomClient,
         tokens: TokenCache,
         recorder: Arc<Recorder>,
@@ -145,9 +148,9 @@ impl Meetings {
         Self {
             inner: Arc::new(Inner {
                 probes: Probes::new(&accounts),
+                outcomes: OutcomeCounts::new(&accounts),
                 accounts,
-                rules,
-                probe_cache,
+                routing,
                 upstream: Upstream::new(zoom, tokens),
                 recorder,
                 ledger: LedgerCache::new(ledger::LEDGER_CACHE_ENTRIES),
@@ -155,6 +158,27 @@ impl Meetings {
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// How the requests routed to `account` ended since start.
+    pub fn request_counts(&self, account: &AccountName) -> Option<RequestCounts> {
+        self.inner.outcomes.get(account)
+    }
+
+    /// The lookups into `account` that fail now without asking Zoom, and why (see [`probes`]).
+    pub fn failing_lookups(&self, account: &AccountName) -> Vec<(TargetKind, Error)> {
+        [TargetKind::User, TargetKind::Meeting]
+            .into_iter()
+            .filter_map(|kind| Some((kind, self.inner.probes.failure(account, kind)?)))
+            .collect()
+    }
+
+    /// The meeting ledger's entry of `meeting_id`, read through the cache.
+    pub async fn ledger_record(
+        &self,
+        meeting_id: i64,
+    ) -> Result<Option<Arc<MeetingRecord>>, Error> {
+        self.ledger_entry(meeting_id).await
     }
 
     /// The tracker of request tasks; shutdown closes it and waits for it.

@@ -235,22 +235,7 @@ impl Meetings {
         audit: &mut AuditContext,
         probed: &mut Vec<AccountName>,
     ) -> Result<UserLocation, Error> {
-        let ruled = match user {
-            UserRef::Email(email) => self.inner.rules.rule_for(email).map(|rule| {
-                let location = UserLocation {
-                    account: rule.account.clone(),
-                    user_id: String::new(),
-                    email: email.clone(),
-                };
-                (location, RouteSource::ConfigRule(rule.place.clone()))
-            }),
-            UserRef::Id(_) => None,
-        };
-        let known = ruled.or_else(|| {
-            let cached = self.inner.probe_cache.lookup(user.key())?;
-            Some((cached, RouteSource::ProbeCache))
-        });
-        let (location, source) = match known {
+        let (location, source) = match self.known_location(user) {
             Some(known) => known,
             None => (
                 self.probe_user(cx, user.key(), candidates, probed).await?,
@@ -266,6 +251,82 @@ impl Meetings {
             return Err(user_denial(&cx.caller, cx.operation, user));
         }
         Ok(location)
+    }
+
+    /// Where `user` is without asking Zoom: a route override, a config rule, or what an earlier
+    /// probe found, in that order.
+    pub fn known_location(&self, user: &UserRef) -> Option<(UserLocation, RouteSource)> {
+        let at = |account: AccountName, email: &str| UserLocation {
+            account,
+            user_id: String::new(),
+            email: email.to_owned(),
+        };
+        if let UserRef::Email(email) = user {
+            if let Some(account) = self.inner.routing.overrides.get(email) {
+                return Some((at(account, email), RouteSource::Override));
+            }
+            if let Some(rule) = self.inner.routing.rules.rule_for(email) {
+                let source = RouteSource::ConfigRule(rule.place.clone());
+                return Some((at(rule.account.clone(), email), source));
+            }
+        }
+        let cached = self.inner.routing.probe_cache.lookup(user.key())?;
+        Some((cached, RouteSource::ProbeCache))
+    }
+
+    /// Probes for `user` as `cx`'s request would, in `candidates`, for `explain`: the account
+    /// where Zoom found the user, or `None`; and the accounts asked.
+    pub async fn probe_user_for(
+        &self,
+        cx: &RequestContext,
+        user: &UserRef,
+        candidates: &[AccountName],
+    ) -> Result<(Option<UserLocation>, Vec<AccountName>), Error> {
+        let mut asked = Vec::new();
+        let found = self
+            .probe_user(cx, user.key(), candidates, &mut asked)
+            .await;
+        match found {
+            Ok(location) => Ok((Some(location), asked)),
+            Err(Error::NotFound { .. }) => Ok((None, asked)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Probes for a meeting as `cx`'s request would, for `explain`: its ledger entry once
+    /// found, or `None`; and the accounts asked.
+    pub async fn probe_meeting_for(
+        &self,
+        cx: &RequestContext,
+        meeting_id: i64,
+    ) -> Result<(Option<Arc<MeetingRecord>>, Vec<AccountName>), Error> {
+        let mut asked = Vec::new();
+        match self.probe_meeting(cx, meeting_id, &mut asked).await {
+            Ok((record, _)) => Ok((Some(record), asked)),
+            Err(Error::NotFound { .. }) => Ok((None, asked)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Asks Zoom whether `email` is a user of `account`, through the choke point.
+    pub async fn user_exists(
+        &self,
+        cx: &RequestContext,
+        account: &AccountName,
+        email: &str,
+    ) -> Result<bool, Error> {
+        let call = GetUser { user: email };
+        let target = Target::User(email);
+        match self
+            .inner
+            .upstream
+            .call(cx, account, target, Some(email), call)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Asks each candidate account for the user; the first 200 decides. Each account asked goes
@@ -296,7 +357,10 @@ impl Meetings {
                         user_id: zoom_user.id,
                         email: lowercase_email(zoom_user.email.as_deref()),
                     };
-                    self.inner.probe_cache.record_found(location.clone());
+                    self.inner
+                        .routing
+                        .probe_cache
+                        .record_found(location.clone());
                     return Ok(location);
                 }
                 None | Some(Err(Error::NotFound { .. })) => {}
@@ -321,7 +385,7 @@ impl Meetings {
         probed: &mut Vec<AccountName>,
         ask: impl Future<Output = Result<T, Error>>,
     ) -> Option<Result<T, Error>> {
-        if self.inner.probe_cache.known_absent(key, account) {
+        if self.inner.routing.probe_cache.known_absent(key, account) {
             return None;
         }
         if let Some(error) = self.inner.probes.failure(account, kind) {
@@ -332,7 +396,7 @@ impl Meetings {
         self.inner.probes.learn(account, kind, asked, &found);
         probed.push(account.clone());
         if matches!(found, Err(Error::NotFound { .. })) {
-            self.inner.probe_cache.record_absent(key, account);
+            self.inner.routing.probe_cache.record_absent(key, account);
         }
         Some(found)
     }
@@ -372,7 +436,10 @@ impl Meetings {
 
     // === the ledger ===
 
-    async fn ledger_entry(&self, meeting_id: i64) -> Result<Option<Arc<MeetingRecord>>, Error> {
+    pub(super) async fn ledger_entry(
+        &self,
+        meeting_id: i64,
+    ) -> Result<Option<Arc<MeetingRecord>>, Error> {
         if let Some(record) = self.inner.ledger.get(meeting_id) {
             return Ok(Some(record));
         }
@@ -404,7 +471,7 @@ impl Meetings {
         result: Result<T, Error>,
     ) -> Result<T, Error> {
         if matches!(result, Err(Error::NotFound { .. })) {
-            self.inner.probe_cache.forget(user.key());
+            self.inner.routing.probe_cache.forget(user.key());
         }
         result
     }
