@@ -440,6 +440,24 @@ impl Config {
     }
 }
 
+/// What a config is validated for.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    /// Serving: secrets from this environment, TLS files and the store checked.
+    Serve(&'a HashMap<String, String>),
+    /// Reviewing: see [`RawConfig::validate_for_review`].
+    Review,
+}
+
+impl Config {
+    /// Reads the file at `path` for a review (see [`RawConfig::validate_for_review`]).
+    pub fn load_for_review(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_config_text(path)?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| syntax_error(&text, &e))?;
+        raw.validate_for_review(path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
 /// Reads only the store location of a config file, for tools that need no secrets (`zoomgate audit`).
 pub fn store_location(path: &Path) -> Result<String, ConfigError> {
     #[derive(Deserialize)]
@@ -460,6 +478,17 @@ impl RawConfig {
         env: &HashMap<String, String>,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
+        self.validate_in(Mode::Serve(env), base_dir)
+    }
+
+    /// Checks the structure a review needs (accounts, rules, callers, grants) without reading
+    /// secrets, TLS files or the store, which a reviewer's machine does not have. The result
+    /// holds placeholder secrets and no TLS: it is for answering questions, never for serving.
+    pub fn validate_for_review(self, base_dir: &Path) -> Result<Config, ConfigError> {
+        self.validate_in(Mode::Review, base_dir)
+    }
+
+    fn validate_in(self, mode: Mode<'_>, base_dir: &Path) -> Result<Config, ConfigError> {
         let listen_addr: SocketAddr = self.listen_addr.parse().map_err(|_| {
             invalid(
                 "listen_addr",
@@ -509,8 +538,13 @@ impl RawConfig {
         }
         let store = store::resolve_location(&self.store, base_dir)
             .map_err(|e| invalid("store", e.to_string()))?;
-        check_store_file(&store)?;
-        let tls = self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?;
+        let tls = match mode {
+            Mode::Serve(_) => {
+                check_store_file(&store)?;
+                self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?
+            }
+            Mode::Review => None,
+        };
         let limits = self.limits.validate()?;
 
         let token = TokenSettings {
@@ -576,7 +610,10 @@ impl RawConfig {
             if raw.client_id.trim().is_empty() {
                 return Err(invalid(at("client_id"), "must not be empty"));
             }
-            let client_secret = resolve_secret(raw, env, base_dir, &at)?;
+            let client_secret = match mode {
+                Mode::Serve(env) => resolve_secret(raw, env, base_dir, &at)?,
+                Mode::Review => SecretString::from("not read for a review"),
+            };
             for (j, email) in raw.users.iter().enumerate() {
                 let place = at(&format!("users[{j}]"));
                 rules

@@ -225,6 +225,19 @@ fn explain_query(request: proto::ExplainRequest) -> Result<ExplainQuery, Error> 
     })
 }
 
+/// The API's name of an operation.
+pub fn operation_proto(op: Operation) -> proto::Operation {
+    use proto::Operation as P;
+    match op {
+        Operation::Read => P::Read,
+        Operation::List => P::List,
+        Operation::Create => P::Create,
+        Operation::Update => P::Update,
+        Operation::Delete => P::Delete,
+        Operation::End => P::End,
+    }
+}
+
 fn operation_of(value: i32) -> Result<Operation, Error> {
     use proto::Operation as P;
     match P::try_from(value) {
@@ -334,7 +347,8 @@ fn route_proto(route: RouteRecord) -> proto::Route {
     }
 }
 
-fn explanation_proto(explanation: Explanation) -> proto::Explanation {
+/// The explanation as the API answers it; `zoomgate explain --config` prints the same.
+pub fn explanation_proto(explanation: Explanation) -> proto::Explanation {
     use proto::explanation::Source;
     let mut answer = proto::Explanation {
         user_email: explanation.user_email.unwrap_or_default(),

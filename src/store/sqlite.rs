@@ -404,6 +404,9 @@ impl Store for SqliteStore {
                 RouteChange::Put(route) => &route.email,
                 RouteChange::Delete(email) => email,
             };
+            // The write comes first: a transaction that read first would have to upgrade its lock,
+            // and SQLite refuses that at once (no busy wait) while another connection writes.
+            insert_audit(&mut *tx, audit, audit.outcome).await?;
             let before = select_route(&mut *tx, email).await?;
             match change {
                 RouteChange::Put(route) => {
@@ -430,7 +433,6 @@ impl Store for SqliteStore {
                         .map_err(query_error("change_route"))?;
                 }
             }
-            insert_audit(&mut *tx, audit, audit.outcome).await?;
             tx.commit().await.map_err(query_error("change_route"))?;
             Ok(before)
         })

@@ -2,6 +2,8 @@
 
 mod support;
 
+mod admin;
+mod admin_cli;
 mod audit;
 mod cli;
 mod config_file;

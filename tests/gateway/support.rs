@@ -12,12 +12,17 @@ use tonic::transport::Channel;
 use zoomgate::config::RawConfig;
 use zoomgate::emulator::{Emulator, EmulatorConfig};
 use zoomgate::proto;
+use zoomgate::proto::admin_client::AdminClient;
 use zoomgate::proto::meetings_client::MeetingsClient;
 use zoomgate::store::Store;
 
 pub const ADMIN_KEY: &str = "zk_admin_5f2b9c0e";
 pub const SALES_KEY: &str = "zk_sales_81d3e0aa";
 pub const SUPPORT_KEY: &str = "zk_support_c4a7f19b";
+/// The platform team: Admin API with `admin = "write"`, no meeting grant.
+pub const PLATFORM_KEY: &str = "zk_platform_9e41c2d7";
+/// An auditor: Admin API with `admin = "read"`.
+pub const AUDITOR_KEY: &str = "zk_auditor_3b8f0a65";
 
 /// Zoom account ids in the emulator.
 pub const SALES_ZOOM_ID: &str = "AcmeSales01";
@@ -168,12 +173,24 @@ api_key_sha256 = ["{support}"]
   users = ["group:support-leads", "frank@partner.test"]
   operations = ["read", "list"]
   fields = ["password"]
+
+[[callers]]
+name = "platform"
+api_key_sha256 = ["{platform}"]
+admin = "write"
+
+[[callers]]
+name = "auditor"
+api_key_sha256 = ["{auditor}"]
+admin = "read"
 "#,
         api = emulator.api_url(),
         oauth = emulator.oauth_url(),
         admin = hash(ADMIN_KEY),
         sales = hash(SALES_KEY),
         support = hash(SUPPORT_KEY),
+        platform = hash(PLATFORM_KEY),
+        auditor = hash(AUDITOR_KEY),
     )
 }
 
@@ -218,6 +235,7 @@ impl tonic::service::Interceptor for ApiKey {
 }
 
 pub type Client = MeetingsClient<InterceptedService<Channel, ApiKey>>;
+pub type Admin = AdminClient<InterceptedService<Channel, ApiKey>>;
 
 /// A running gateway and the emulator it talks to.
 pub struct TestGateway {
@@ -374,6 +392,22 @@ impl TestGateway {
     pub async fn client(&self, key: &str) -> Client {
         let value = format!("Bearer {key}").parse().expect("ascii key");
         self.client_with(ApiKey(Some(value))).await
+    }
+
+    /// The gateway's config file text, as it was started with.
+    pub fn config_text(&self) -> &str {
+        &self.toml
+    }
+
+    /// A client of the Admin API presenting API key `key`.
+    pub async fn admin(&self, key: &str) -> Admin {
+        let value = format!("Bearer {key}").parse().expect("ascii key");
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("gateway accepts connections");
+        AdminClient::with_interceptor(channel, ApiKey(Some(value)))
     }
 
     pub async fn anonymous_client(&self) -> Client {

@@ -1,4 +1,5 @@
-//! The `zoomgate` command line: serve, demo, emulator, check-config, meetings client, audit.
+//! The `zoomgate` command line: serve, demo, emulator, check-config, meetings and admin clients,
+//! audit, offline explain.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -9,7 +10,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
-use tonic::metadata::MetadataValue;
+use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
@@ -26,16 +29,18 @@ const EXIT_USAGE: u8 = 64;
 /// line of the CLI is printed with it or with [`errln!`].
 macro_rules! outln {
     ($($arg:tt)*) => {
-        println!("{}", escape_for_terminal(&format!($($arg)*)))
+        println!("{}", $crate::cli::escape_for_terminal(&format!($($arg)*)))
     };
 }
 
 /// `eprintln!` for people, through [`escape_for_terminal`].
 macro_rules! errln {
     ($($arg:tt)*) => {
-        eprintln!("{}", escape_for_terminal(&format!($($arg)*)))
+        eprintln!("{}", $crate::cli::escape_for_terminal(&format!($($arg)*)))
     };
 }
+
+mod admin;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,6 +84,10 @@ enum Command {
     Meetings(MeetingsArgs),
     /// Lists audit records from the gateway's store.
     Audit(AuditArgs),
+    /// Calls the gateway's Admin API: accounts, routes, explain, audit.
+    Admin(admin::AdminArgs),
+    /// Explains a request from a candidate config file, with no server.
+    Explain(admin::OfflineExplainArgs),
 }
 
 impl Cli {
@@ -93,6 +102,8 @@ impl Cli {
             Command::HashKey { key } => hash_key(key),
             Command::Meetings(args) => meetings(args).await,
             Command::Audit(args) => audit(args).await,
+            Command::Admin(args) => admin::admin(args).await,
+            Command::Explain(args) => admin::offline_explain(args),
         }
     }
 }
@@ -235,8 +246,9 @@ fn hash_key(key: Option<String>) -> ExitCode {
 
 // === meetings client ===
 
+/// Where the gateway is and who calls it, for every client command.
 #[derive(Debug, Args)]
-struct MeetingsArgs {
+struct ServerArgs {
     /// Gateway address.
     #[arg(
         long,
@@ -251,6 +263,18 @@ struct MeetingsArgs {
     /// Prints responses as JSON.
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl ServerArgs {
+    async fn connect(&self) -> Result<AuthorizedChannel, ExitCode> {
+        connect(&self.addr, self.api_key.as_ref()).await
+    }
+}
+
+#[derive(Debug, Args)]
+struct MeetingsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(subcommand)]
     command: MeetingsCommand,
 }
@@ -387,41 +411,56 @@ impl MeetingFields {
     }
 }
 
-async fn meetings(args: MeetingsArgs) -> ExitCode {
-    let channel = match Channel::from_shared(args.addr.clone()) {
-        Ok(endpoint) => match endpoint.connect().await {
-            Ok(channel) => channel,
-            Err(error) => {
-                errln!("error: cannot connect to {}: {error}", args.addr);
-                return ExitCode::FAILURE;
-            }
-        },
-        Err(error) => {
-            errln!("error: --addr {}: {error}", args.addr);
-            return ExitCode::from(EXIT_USAGE);
+/// A channel to the gateway at `addr` that presents `api_key` on every call.
+type AuthorizedChannel = InterceptedService<Channel, BearerKey>;
+
+/// Adds `authorization: Bearer <key>` to every call, when a key was given.
+#[derive(Clone)]
+struct BearerKey(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for BearerKey {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
-    };
-    let auth = match args
-        .api_key
-        .as_ref()
-        .map(|key| format!("Bearer {}", key.0).parse())
-    {
+        Ok(request)
+    }
+}
+
+/// Connects to the gateway; on failure, says why and returns the exit code.
+async fn connect(addr: &str, api_key: Option<&ApiKey>) -> Result<AuthorizedChannel, ExitCode> {
+    let auth = match api_key.map(|key| format!("Bearer {}", key.0).parse()) {
         Some(Ok(value)) => Some(value),
         Some(Err(_)) => {
             errln!("error: --api-key contains characters not allowed in a header");
-            return ExitCode::from(EXIT_USAGE);
+            return Err(ExitCode::from(EXIT_USAGE));
         }
         None => None,
     };
-    let mut client =
-        MeetingsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-            if let Some(value) = &auth {
-                let value: &MetadataValue<_> = value;
-                req.metadata_mut().insert("authorization", value.clone());
+    let channel = match Channel::from_shared(addr.to_owned()) {
+        Ok(endpoint) => match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(error) => {
+                errln!("error: cannot connect to {addr}: {error}");
+                return Err(ExitCode::FAILURE);
             }
-            Ok(req)
-        });
-    let json = args.json;
+        },
+        Err(error) => {
+            errln!("error: --addr {addr}: {error}");
+            return Err(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    Ok(InterceptedService::new(channel, BearerKey(auth)))
+}
+
+async fn meetings(args: MeetingsArgs) -> ExitCode {
+    let mut client = match args.server.connect().await {
+        Ok(channel) => MeetingsClient::new(channel),
+        Err(code) => return code,
+    };
+    let json = args.server.json;
     let result = match args.command {
         MeetingsCommand::Create { user, fields } => {
             let (meeting, _) = fields.into_meeting();
