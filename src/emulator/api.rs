@@ -479,11 +479,10 @@ async fn list_users(
     let size = page_size(&query, 2000)?;
     let scope = format!("users:{}:{status}", admitted.account.account_id);
     let offset = page_offset(&query, &scope, admitted.now)?;
-    let items: Vec<Value> = admitted
-        .account
+    let items: Vec<Value> = shared
         .users
         .iter()
-        .filter(|u| u.status.as_str() == status)
+        .filter(|u| u.account_id() == admitted.account.account_id && u.status.as_str() == status)
         .map(|u| {
             let mut item = user_json(u, &admitted.account, &shared.base_url);
             if let Value::Object(map) = &mut item {

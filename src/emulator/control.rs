@@ -36,6 +36,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         )
         .route("/_emulator/accounts/{account_id}/meetings", get(meetings))
         .route("/_emulator/meetings/{meeting_id}/start", post(start))
+        .route("/_emulator/users/{user}/move", post(move_user))
         .route("/_emulator/clock", get(get_clock).put(set_clock))
         .route("/_emulator/token_ttl", put(set_token_ttl))
         .route("/_emulator/webhook/validate", post(validate_webhook))
@@ -119,6 +120,45 @@ async fn revoke_tokens(State(shared): Ctx, Path(account_id): Path<String>) -> Re
             StatusCode::NO_CONTENT.into_response()
         }
         None => unknown_account(),
+    }
+}
+
+/// Where `POST /_emulator/users/{user}/move` sends the user.
+#[derive(serde::Deserialize)]
+struct MoveTo {
+    account_id: String,
+}
+
+async fn move_user(
+    State(shared): Ctx,
+    Path(user): Path<String>,
+    axum::Json(to): axum::Json<MoveTo>,
+) -> Response {
+    if !shared.accounts.contains_key(&to.account_id) {
+        return unknown_account();
+    }
+    if move_user_to(&shared, &user, &to.account_id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "unknown user")
+    }
+}
+
+/// Moves the user named by id or email into `account_id`; false if no such user or account.
+pub fn move_user_to(shared: &Shared, user: &str, account_id: &str) -> bool {
+    let Some(account) = shared.accounts.get(account_id) else {
+        return false;
+    };
+    let found = shared
+        .users_by_id
+        .get(user)
+        .or_else(|| shared.users_by_email.get(&user.to_ascii_lowercase()));
+    match found {
+        Some(user) => {
+            user.move_to(account.account_id.clone());
+            true
+        }
+        None => false,
     }
 }
 

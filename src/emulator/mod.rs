@@ -198,6 +198,12 @@ impl Emulator {
         control::meetings_json(&self.inner.shared, account_id)
     }
 
+    /// Moves a user (by id or email) into another account, keeping its id and email, as a
+    /// Zoom admin moving a user between accounts would. False if either is unknown.
+    pub fn move_user(&self, user: &str, account_id: &str) -> bool {
+        control::move_user_to(&self.inner.shared, user, account_id)
+    }
+
     /// Replaces the account's faults (rates are clamped to 0.0..=1.0).
     pub fn set_faults(&self, account_id: &str, faults: Faults) {
         if let Some(account) = self.account(account_id) {

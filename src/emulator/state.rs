@@ -151,9 +151,25 @@ pub struct User {
     pub first_name: String,
     pub last_name: String,
     pub timezone: String,
-    pub account_id: Arc<str>,
+    /// The account the user is in now; the control API can move it.
+    account_id: RwLock<Arc<str>>,
     /// Personal meeting id: 10 digits derived from the user's position.
     pub pmi: i64,
+}
+
+impl User {
+    pub fn account_id(&self) -> Arc<str> {
+        self.account_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Moves the user into another account, as an admin who removes it from one account and
+    /// adds it to another would; its id and email stay.
+    pub fn move_to(&self, account_id: Arc<str>) {
+        *self.account_id.write().unwrap_or_else(|e| e.into_inner()) = account_id;
+    }
 }
 
 /// One account: its app, users, faults and counters.
@@ -165,8 +181,6 @@ pub struct AccountState {
     pub scopes: HashSet<String>,
     /// Space-separated, as the token response's `scope`.
     pub scope_string: String,
-    /// In configuration order; `GET /users` pages through them.
-    pub users: Vec<Arc<User>>,
     /// Bumped by `revoke_tokens`; a token is valid only with the generation it was issued under.
     pub generation: AtomicU64,
     pub token_fetches: AtomicU64,
@@ -232,6 +246,9 @@ pub struct Shared {
     pub base_url: String,
     pub accounts: HashMap<String, Arc<AccountState>>,
     pub account_by_client_id: HashMap<String, Arc<AccountState>>,
+    /// Every user of every account, in configuration order; `GET /users` pages through those
+    /// of one account.
+    pub users: Vec<Arc<User>>,
     pub users_by_id: HashMap<String, Arc<User>>,
     /// Keys are lower-case: Zoom matches emails case-insensitively.
     pub users_by_email: HashMap<String, Arc<User>>,
@@ -249,6 +266,7 @@ impl Shared {
         let mut account_by_client_id = HashMap::new();
         let mut users_by_id = HashMap::new();
         let mut users_by_email = HashMap::new();
+        let mut all_users = Vec::new();
         for (account_index, account) in config.accounts.iter().enumerate() {
             let account_id: Arc<str> = account.account_id.as_str().into();
             let users: Vec<Arc<User>> = account
@@ -264,7 +282,7 @@ impl Shared {
                         first_name: user.first_name.clone(),
                         last_name: user.last_name.clone(),
                         timezone: user.timezone.clone(),
-                        account_id: account_id.clone(),
+                        account_id: RwLock::new(account_id.clone()),
                         pmi: 5_000_000_000 + (account_index as i64) * 100_000 + user_index as i64,
                     })
                 })
@@ -273,6 +291,7 @@ impl Shared {
                 users_by_id.insert(user.id.clone(), user.clone());
                 users_by_email.insert(user.email.to_ascii_lowercase(), user.clone());
             }
+            all_users.extend(users);
             let state = Arc::new(AccountState {
                 account_id: account_id.clone(),
                 account_number: 10_000_000 + account_index as i64,
@@ -284,7 +303,6 @@ impl Shared {
                     .map(|s| s.trim())
                     .collect::<Vec<_>>()
                     .join(" "),
-                users,
                 generation: AtomicU64::new(0),
                 token_fetches: AtomicU64::new(0),
                 requests: Default::default(),
@@ -301,6 +319,7 @@ impl Shared {
             base_url,
             accounts,
             account_by_client_id,
+            users: all_users,
             users_by_id,
             users_by_email,
             tokens: DashMap::new(),
@@ -321,7 +340,7 @@ impl Shared {
                 .get(&user_id.to_ascii_lowercase())
                 .cloned(),
         }?;
-        (user.account_id == account.account_id).then_some(user)
+        (user.account_id() == account.account_id).then_some(user)
     }
 
     /// Drops expired tokens once the table grows, so a long benchmark does not leak.

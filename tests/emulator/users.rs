@@ -106,3 +106,55 @@ async fn list_users_pages_with_next_page_token() {
     );
     zoom.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_moved_user_leaves_one_account_and_joins_another() {
+    let zoom = spawn().await;
+    let (a, b) = (zoom.token("acc-a").await, zoom.token("acc-b").await);
+    let moved = zoom
+        .control(
+            reqwest::Method::POST,
+            "/users/Carol@b.test/move",
+            Some(&serde_json::json!({ "account_id": "acc-a" })),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::NO_CONTENT);
+    let gone = zoom
+        .call(&b, "GET /users/{userId}", "/users/carol@b.test", None)
+        .await;
+    assert_eq!(
+        (gone.status, gone.code()),
+        (StatusCode::NOT_FOUND, Some(1001))
+    );
+    let there = zoom
+        .call(&a, "GET /users/{userId}", "/users/ub-carol", None)
+        .await;
+    assert_eq!(there.status, StatusCode::OK);
+    assert_eq!(there.body["account_id"], "acc-a");
+    let listed = zoom.call(&a, "GET /users", "/users", None).await;
+    let emails: Vec<&str> = listed.body["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["email"].as_str())
+        .collect();
+    assert_eq!(
+        emails,
+        ["alice@a.test", "bob@a.test", "cleo@a.test", "carol@b.test"]
+    );
+
+    for (path, body) in [
+        (
+            "/users/ghost@a.test/move",
+            serde_json::json!({ "account_id": "acc-b" }),
+        ),
+        (
+            "/users/bob@a.test/move",
+            serde_json::json!({ "account_id": "acc-nope" }),
+        ),
+    ] {
+        let refused = zoom.control(reqwest::Method::POST, path, Some(&body)).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    zoom.emu.shutdown().await;
+}
