@@ -16,18 +16,21 @@ use tonic_health::server::HealthReporter;
 use crate::accounts::Accounts;
 use crate::admin::Admin;
 use crate::config::{Config, Limits, TlsConfig};
+use crate::directory::Directory;
 use crate::grpc::MeetingsService;
 use crate::grpc::admin::AdminService;
 use crate::grpc::decode_errors::DecodeErrorsLayer;
 use crate::listener::{self, TrackStreamsLayer};
-use crate::meetings::Meetings;
+use crate::meetings::{Meetings, RequestContext};
 use crate::policy::Policy;
+use crate::policy::{Caller, Operation};
 use crate::proto::admin_server::AdminServer;
 use crate::proto::meetings_server::MeetingsServer;
 use crate::routing::{ProbeCache, RouteOverrides, UserRouting};
 use crate::store::{self, Recorder, Store};
 use crate::token::TokenCache;
 use crate::zoom::{ZoomClient, ZoomEndpoints};
+use tracing::Instrument;
 
 /// How often a store that refused a write is checked again, and its backlog written.
 pub const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,6 +73,8 @@ pub struct App {
     tasks: TaskTracker,
     tokens: TokenCache,
     recorder: Arc<Recorder>,
+    meetings: Meetings,
+    directory_sync_interval: Option<Duration>,
 }
 
 impl App {
@@ -99,9 +104,11 @@ impl App {
         );
         let overrides =
             Arc::new(load_overrides(recorder.store().as_ref(), &config.accounts).await?);
+        let directory = Arc::new(Directory::from_entries(recorder.store().directory().await?));
         let routing = UserRouting {
             overrides: overrides.clone(),
             rules: config.routing.rules,
+            directory,
             probe_cache,
         };
         let policy = Arc::new(config.policy);
@@ -154,7 +161,9 @@ impl App {
             ),
             policy,
             tasks: meetings.tasks(),
-            service: MeetingsService::new(meetings, config.request_timeout),
+            service: MeetingsService::new(meetings.clone(), config.request_timeout),
+            meetings,
+            directory_sync_interval: config.routing.directory_sync_interval,
             tokens,
             recorder,
         })
@@ -216,6 +225,15 @@ impl App {
                 .with_graceful_shutdown(ops_stop.clone().cancelled_owned())
                 .into_future(),
         );
+        let sync = self.directory_sync_interval.map(|every| {
+            let (meetings, stopping) = (self.meetings.clone(), stopping.clone());
+            tokio::spawn(sync_directory_every(
+                meetings,
+                every,
+                self.request_timeout,
+                stopping,
+            ))
+        });
         let checks = tokio::spawn({
             let (recorder, stopping) = (self.recorder.clone(), stopping.clone());
             async move {
@@ -275,8 +293,44 @@ impl App {
             tracing::warn!(%error, "ops listener failed");
         }
         let _ = checks.await;
+        if let Some(sync) = sync {
+            let _ = sync.await;
+        }
         self.recorder.finish().await;
         Ok(())
+    }
+}
+
+/// Syncs the directory every `every` until `stopping`; the first sync waits one interval, so a
+/// restart loop does not spend the accounts' budget.
+async fn sync_directory_every(
+    meetings: Meetings,
+    every: Duration,
+    timeout: Duration,
+    stopping: CancellationToken,
+) {
+    let gateway = Arc::new(Caller::internal("directory-sync"));
+    let start = tokio::time::Instant::now() + every;
+    let mut ticks = tokio::time::interval_at(start, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stopping.cancelled() => return,
+        }
+        // A sync reads page after page: it gets as long as ten requests.
+        let cx = RequestContext::new(gateway.clone(), Operation::Read, None, timeout * 10);
+        let report = tokio::select! {
+            report = meetings.sync_directory(&cx).instrument(cx.span.clone()) => report,
+            () = stopping.cancelled() => return,
+        };
+        let failed = report.accounts.iter().filter(|a| a.error.is_some()).count();
+        tracing::info!(
+            accounts = report.accounts.len(),
+            failed,
+            conflicts = report.conflicts.len(),
+            "directory synced"
+        );
     }
 }
 

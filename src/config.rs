@@ -114,6 +114,11 @@ pub struct RawRoutingSettings {
     /// Default 60.
     #[serde(default = "default_negative_cache_ttl_secs")]
     pub negative_cache_ttl_secs: u64,
+    /// How often the directory sync reads every account's users, in seconds, 60 to 604800 (a
+    /// week); 0 (the default) syncs only when the Admin API asks. Each sync spends the
+    /// accounts' MEDIUM budget: one call per 300 users.
+    #[serde(default)]
+    pub directory_sync_interval_secs: u64,
 }
 
 impl Default for RawRoutingSettings {
@@ -121,6 +126,7 @@ impl Default for RawRoutingSettings {
         Self {
             user_cache_ttl_secs: default_user_cache_ttl_secs(),
             negative_cache_ttl_secs: default_negative_cache_ttl_secs(),
+            directory_sync_interval_secs: 0,
         }
     }
 }
@@ -240,6 +246,8 @@ pub struct RoutingSettings {
     pub rules: RoutingRules,
     pub user_cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
+    /// `None`: the directory is synced on demand only.
+    pub directory_sync_interval: Option<Duration>,
 }
 
 /// Validated [`RawLimits`]: what one client may hold of the gateway.
@@ -579,6 +587,15 @@ impl RawConfig {
             0,
             MAX_CACHE_TTL_SECS,
         )?;
+        let directory_sync_interval = match self.routing.directory_sync_interval_secs {
+            0 => None,
+            secs => Some(bounded_secs(
+                "routing.directory_sync_interval_secs",
+                secs,
+                60,
+                7 * 86_400,
+            )?),
+        };
         if token.max_cooldown < token.failure_cooldown {
             return Err(invalid(
                 "token.max_cooldown_secs",
@@ -659,6 +676,7 @@ impl RawConfig {
                 rules,
                 user_cache_ttl,
                 negative_cache_ttl,
+                directory_sync_interval,
             },
             limits,
             accounts,

@@ -117,6 +117,7 @@ pub enum AdminObject {
     Account,
     Caller,
     Route,
+    SyncReport,
 }
 
 impl std::fmt::Display for AdminObject {
@@ -125,6 +126,7 @@ impl std::fmt::Display for AdminObject {
             AdminObject::Account => "account",
             AdminObject::Caller => "caller",
             AdminObject::Route => "route of user",
+            AdminObject::SyncReport => "directory sync report",
         })
     }
 }
@@ -253,6 +255,10 @@ impl Error {
                 kind: AdminObject::Route,
                 ..
             } => "ROUTE_NOT_FOUND",
+            Error::AdminNotFound {
+                kind: AdminObject::SyncReport,
+                ..
+            } => "SYNC_REPORT_NOT_FOUND",
             Error::UserNotInAccount { .. } => "USER_NOT_IN_ACCOUNT",
             Error::Internal(_) => "INTERNAL",
         }

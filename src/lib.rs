@@ -6,6 +6,7 @@
 //! - [`token`]: per-account Server-to-Server token cache (early refresh, single flight).
 //! - [`zoom`]: typed Zoom REST client and Zoom error codes.
 //! - [`routing`]: which account owns a user or a meeting.
+//! - [`directory`]: Zoom's user directory as the sync read it, and what contradicts it.
 //! - [`policy`]: callers, their identities and grants; allow/deny and field redaction.
 //! - [`admin`]: the platform team's use cases: accounts view, route overrides, explain, audit.
 //! - [`meetings`]: the request path for meetings: route, authorize, call Zoom, record.
@@ -25,6 +26,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod emulator;
 pub mod error;
 pub mod grpc;

@@ -23,6 +23,8 @@ pub enum RouteSource {
     Override,
     /// A config rule, by its place in the file, e.g. `accounts[0].domains[1]`.
     ConfigRule(Arc<str>),
+    /// The directory sync found the user in that account.
+    Directory,
     /// A probe made for an earlier request, remembered in the [`ProbeCache`].
     ProbeCache,
     /// A probe made for this request.
@@ -36,6 +38,7 @@ impl fmt::Display for RouteSource {
         match self {
             RouteSource::Override => f.write_str("route override"),
             RouteSource::ConfigRule(place) => write!(f, "config rule {place}"),
+            RouteSource::Directory => f.write_str("directory"),
             RouteSource::ProbeCache => f.write_str("probe cache"),
             RouteSource::Probe => f.write_str("probe"),
             RouteSource::Ledger => f.write_str("ledger"),
@@ -63,12 +66,24 @@ impl RouteOverrides {
     pub fn remove(&self, email: &str) {
         self.by_email.remove(email);
     }
+
+    /// Every override, in email order.
+    pub fn all(&self) -> Vec<(String, AccountName)> {
+        let mut all: Vec<(String, AccountName)> = self
+            .by_email
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+            .collect();
+        all.sort();
+        all
+    }
 }
 
 /// Everything that places a user in an account without asking Zoom, in the order it is asked.
 pub struct UserRouting {
     pub overrides: Arc<RouteOverrides>,
     pub rules: RoutingRules,
+    pub directory: Arc<crate::directory::Directory>,
     pub probe_cache: ProbeCache,
 }
 

@@ -11,7 +11,9 @@ use tokio::time::Instant;
 
 use crate::accounts::{AccountName, Accounts, Plan};
 use crate::error::{AdminObject, Error, TargetKind};
-use crate::meetings::{Meetings, RequestContext, RequestCounts, RequestId, UserRef, validate};
+use crate::meetings::{
+    Meetings, RequestContext, RequestCounts, RequestId, SyncReport, UserRef, validate,
+};
 use crate::policy::{AdminRole, Caller, Operation, Policy};
 use crate::routing::{RouteOverrides, RouteSource};
 use crate::store::{AuditFilter, AuditRecord, Outcome, RouteChange, RouteRecord, Store};
@@ -365,6 +367,36 @@ impl Admin {
             items: records,
             next_page_token,
         })
+    }
+
+    /// Syncs the directory now; audited with the admin's name and what it found.
+    pub async fn sync_directory(&self, cx: &AdminContext) -> Result<SyncReport, Error> {
+        let operation = "admin.sync_directory";
+        self.audit_denial(cx, operation, require(&cx.caller, AdminRole::Write))
+            .await?;
+        let zoom = cx.acting_as(cx.caller.clone(), Operation::Read);
+        let report = self.inner.meetings.sync_directory(&zoom).await;
+        let failed = report.accounts.iter().filter(|a| a.error.is_some()).count();
+        let mut record = admin_record(cx, operation, None, "");
+        record.user = None;
+        record.detail = Some(format!(
+            "{} accounts, {failed} failed, {} conflicts",
+            report.accounts.len(),
+            report.conflicts.len()
+        ));
+        if let Err(error) = self.inner.store.append_audit(&record).await {
+            tracing::warn!(%error, "the audit record of a directory sync was not written");
+        }
+        Ok(report)
+    }
+
+    pub async fn last_sync(&self, cx: &AdminContext) -> Result<SyncReport, Error> {
+        require(&cx.caller, AdminRole::Read)?;
+        self.inner
+            .meetings
+            .last_sync()
+            .await
+            .ok_or_else(|| not_found(AdminObject::SyncReport, "since start"))
     }
 
     /// Audits a change refused for lack of the admin role, then passes the refusal on.

@@ -45,6 +45,12 @@ enum AdminCommand {
     },
     /// Lists audit records, newest first.
     Audit(AuditQuery),
+    /// Reads every account's users into the directory now and reports conflicts.
+    Sync {
+        /// Shows the last sync's report instead of running one.
+        #[arg(long)]
+        last: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +186,14 @@ pub(super) async fn admin(args: AdminArgs) -> ExitCode {
                 .explain(request)
                 .await
                 .map(|r| print_explanation(&r.into_inner(), json))
+        }
+        AdminCommand::Sync { last } => {
+            let report = if last {
+                client.get_sync_report(proto::GetSyncReportRequest {}).await
+            } else {
+                client.sync_directory(proto::SyncDirectoryRequest {}).await
+            };
+            report.map(|r| print_sync_report(&r.into_inner(), json))
         }
         AdminCommand::Audit(query) => client
             .list_audit(audit_request(query))
@@ -416,7 +430,8 @@ fn source_name(e: &proto::Explanation) -> &'static str {
     match e.source() {
         Source::Override => "route override",
         Source::ConfigRule => "config rule",
-        Source::Directory => "directory (an earlier probe)",
+        Source::Directory => "directory (the last sync)",
+        Source::ProbeCache => "an earlier probe",
         Source::Ledger => "meeting ledger",
         Source::ProbeNeeded => "a probe would be needed",
         Source::Probe => "probe",
@@ -468,6 +483,47 @@ fn print_explanation(e: &proto::Explanation, json: bool) {
             e.visible_fields.join(", ")
         };
         outln!("sees:      {fields}");
+    }
+}
+
+fn print_sync_report(report: &proto::SyncReport, json: bool) {
+    if json {
+        json_out(&json!({
+            "start_time": time_text(report.start_time.as_ref()),
+            "finish_time": time_text(report.finish_time.as_ref()),
+            "accounts": report.accounts.iter().map(|a| json!({
+                "account": a.account,
+                "users": a.users,
+                "error": (!a.error.is_empty()).then_some(&a.error),
+            })).collect::<Vec<_>>(),
+            "conflicts": report.conflicts.iter().map(|c| json!({
+                "kind": c.kind,
+                "user_email": c.user_email,
+                "found_in": c.found_in,
+                "claimed_account": c.claimed_account,
+                "rule": c.rule,
+                "description": c.description,
+            })).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    outln!(
+        "sync {} .. {}",
+        time_text(report.start_time.as_ref()),
+        time_text(report.finish_time.as_ref())
+    );
+    for a in &report.accounts {
+        if a.error.is_empty() {
+            outln!("  {:<20} {} users", a.account, a.users);
+        } else {
+            outln!("  {:<20} not read: {}", a.account, a.error);
+        }
+    }
+    if report.conflicts.is_empty() {
+        outln!("no conflicts");
+    }
+    for c in &report.conflicts {
+        outln!("  {:<26} {}", c.kind, c.description);
     }
 }
 

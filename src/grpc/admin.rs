@@ -10,10 +10,12 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{CallMetadata, answer};
+use crate::accounts::AccountName;
 use crate::admin::explain::{ExplainTarget, Explanation, Placement};
 use crate::admin::{AccountView, Admin, AdminContext, ExplainQuery};
+use crate::directory::Conflict;
 use crate::error::{Error, TargetKind};
-use crate::meetings::{RequestId, UserRef, validate};
+use crate::meetings::{RequestId, SyncReport, UserRef, validate};
 use crate::policy::{Decision, Operation, Policy};
 use crate::proto;
 use crate::proto::admin_server::AdminServer;
@@ -176,6 +178,26 @@ impl proto::admin_server::Admin for AdminService {
         .await
     }
 
+    async fn sync_directory(
+        &self,
+        request: Request<proto::SyncDirectoryRequest>,
+    ) -> Result<Response<proto::SyncReport>, Status> {
+        self.call("SyncDirectory", request, async |admin, cx, _| {
+            admin.sync_directory(&cx).await.map(sync_report_proto)
+        })
+        .await
+    }
+
+    async fn get_sync_report(
+        &self,
+        request: Request<proto::GetSyncReportRequest>,
+    ) -> Result<Response<proto::SyncReport>, Status> {
+        self.call("GetSyncReport", request, async |admin, cx, _| {
+            admin.last_sync(&cx).await.map(sync_report_proto)
+        })
+        .await
+    }
+
     async fn list_audit(
         &self,
         request: Request<proto::ListAuditRequest>,
@@ -194,6 +216,62 @@ impl proto::admin_server::Admin for AdminService {
 }
 
 // === requests ===
+
+fn sync_report_proto(report: SyncReport) -> proto::SyncReport {
+    let names = |accounts: &[AccountName]| accounts.iter().map(ToString::to_string).collect();
+    proto::SyncReport {
+        start_time: Some(timestamp(report.started_at)),
+        finish_time: Some(timestamp(report.finished_at)),
+        accounts: report
+            .accounts
+            .into_iter()
+            .map(|a| proto::AccountSync {
+                account: a.account.to_string(),
+                users: u32::try_from(a.users).unwrap_or(u32::MAX),
+                error: a.error.unwrap_or_default(),
+            })
+            .collect(),
+        conflicts: report
+            .conflicts
+            .into_iter()
+            .map(|conflict| {
+                let mut answer = proto::Conflict {
+                    kind: conflict.kind().to_owned(),
+                    user_email: conflict.email().to_owned(),
+                    description: conflict.to_string(),
+                    ..Default::default()
+                };
+                match conflict {
+                    Conflict::InSeveralAccounts { accounts, .. } => {
+                        answer.found_in = names(&accounts);
+                    }
+                    Conflict::RuleElsewhere {
+                        place,
+                        rule_account,
+                        found,
+                        ..
+                    } => {
+                        answer.rule = place;
+                        answer.claimed_account = rule_account.to_string();
+                        answer.found_in = names(&found);
+                    }
+                    Conflict::RouteElsewhere {
+                        route_account,
+                        found,
+                        ..
+                    } => {
+                        answer.claimed_account = route_account.to_string();
+                        answer.found_in = names(&found);
+                    }
+                    Conflict::RouteToMissingUser { account, .. } => {
+                        answer.claimed_account = account.to_string();
+                    }
+                }
+                answer
+            })
+            .collect(),
+    }
+}
 
 fn explain_query(request: proto::ExplainRequest) -> Result<ExplainQuery, Error> {
     use proto::explain_request::Target;
@@ -368,7 +446,8 @@ pub fn explanation_proto(explanation: Explanation) -> proto::Explanation {
                     answer.rule = place.to_string();
                     Source::ConfigRule
                 }
-                RouteSource::ProbeCache => Source::Directory,
+                RouteSource::Directory => Source::Directory,
+                RouteSource::ProbeCache => Source::ProbeCache,
                 RouteSource::Ledger => Source::Ledger,
                 RouteSource::Probe => Source::Probe,
             };

@@ -14,6 +14,7 @@ mod outcomes;
 mod probes;
 mod redact;
 mod resolve;
+mod sync;
 mod upstream;
 pub mod validate;
 
@@ -47,6 +48,7 @@ use self::outcomes::OutcomeCounts;
 pub use self::outcomes::RequestCounts;
 use self::probes::Probes;
 use self::redact::redact;
+pub use self::sync::{AccountSync, SyncReport};
 use self::upstream::{Target, Upstream};
 
 /// A request future polled in place; dropped unfinished, it finishes in a tracked task.
@@ -131,6 +133,8 @@ struct Inner {
     ledger: LedgerCache,
     probes: Probes,
     outcomes: OutcomeCounts,
+    /// The last directory sync's report; held while a sync runs, so one runs at a time.
+    sync: tokio::sync::Mutex<Option<SyncReport>>,
     in_flight: InFlight,
     /// The request tasks, so that shutdown can wait for the ones whose callers left.
     tasks: TaskTracker,
@@ -149,6 +153,7 @@ impl Meetings {
             inner: Arc::new(Inner {
                 probes: Probes::new(&accounts),
                 outcomes: OutcomeCounts::new(&accounts),
+                sync: tokio::sync::Mutex::new(None),
                 accounts,
                 routing,
                 upstream: Upstream::new(zoom, tokens),
@@ -309,22 +314,33 @@ impl Meetings {
         body: Map<String, Value>,
     ) -> Result<MeetingView, Error> {
         self.audited(cx, async |progress| {
-            let target = self.resolve_user(cx, &user, progress).await?;
-            let zoom_user = zoom_user_of(&user, &target);
+            let mut target = self.resolve_user(cx, &user, progress).await?;
+            self.begin_change(cx, &mut progress.audit).await?;
+            let mut retried = false;
+            let meeting = loop {
+                let zoom_user = zoom_user_of(&user, &target);
+                let call = CreateMeeting {
+                    user: &zoom_user,
+                    body: &body,
+                };
+                let on = Target::User(user.key());
+                let result = self
+                    .inner
+                    .upstream
+                    .call(cx, &target.account, on, Some(&zoom_user), call)
+                    .await;
+                // Zoom's 1001 applied nothing: the user moved, and the create may go again.
+                if !retried && matches!(result, Err(Error::NotFound { .. })) {
+                    retried = true;
+                    if let Some(moved) = self.resolve_again(cx, &user, &target, progress).await? {
+                        target = moved;
+                        continue;
+                    }
+                }
+                break result;
+            }?;
             let account = target.account.clone();
             let audit = &mut progress.audit;
-            self.begin_change(cx, audit).await?;
-            let on = Target::User(user.key());
-            let call = CreateMeeting {
-                user: &zoom_user,
-                body: &body,
-            };
-            let meeting = self
-                .inner
-                .upstream
-                .call(cx, &account, on, Some(&zoom_user), call)
-                .await;
-            let meeting = self.forget_user_if_gone(&user, meeting)?;
             audit.meeting_id = Some(meeting.id);
             audit.applied = true;
             let host_email = match lowercase_email(meeting.host_email.as_deref()) {
@@ -441,19 +457,29 @@ impl Meetings {
         query: ListMeetings,
     ) -> Result<MeetingList, Error> {
         self.audited(cx, async |progress| {
-            let target = self.resolve_user(cx, &user, progress).await?;
-            let zoom_user = zoom_user_of(&user, &target);
-            let on = Target::User(user.key());
-            let call = ListMeetingsOf {
-                user: &zoom_user,
-                query: &query,
-            };
-            let page = self
-                .inner
-                .upstream
-                .call(cx, &target.account, on, Some(&zoom_user), call)
-                .await;
-            let page: MeetingPage = self.forget_user_if_gone(&user, page)?;
+            let mut target = self.resolve_user(cx, &user, progress).await?;
+            let mut retried = false;
+            let page: MeetingPage = loop {
+                let zoom_user = zoom_user_of(&user, &target);
+                let on = Target::User(user.key());
+                let call = ListMeetingsOf {
+                    user: &zoom_user,
+                    query: &query,
+                };
+                let result = self
+                    .inner
+                    .upstream
+                    .call(cx, &target.account, on, Some(&zoom_user), call)
+                    .await;
+                if !retried && matches!(result, Err(Error::NotFound { .. })) {
+                    retried = true;
+                    if let Some(moved) = self.resolve_again(cx, &user, &target, progress).await? {
+                        target = moved;
+                        continue;
+                    }
+                }
+                break result;
+            }?;
             let fields = cx
                 .caller
                 .visible_fields(cx.operation, &target.account, &target.email);

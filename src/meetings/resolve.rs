@@ -269,9 +269,46 @@ impl Meetings {
                 let source = RouteSource::ConfigRule(rule.place.clone());
                 return Some((at(rule.account.clone(), email), source));
             }
+            // What Zoom said since the sync (the user is not there any more) beats the sync.
+            if let Some(listed) = self.inner.routing.directory.locate(email)
+                && !self
+                    .inner
+                    .routing
+                    .probe_cache
+                    .known_absent(email, &listed.account)
+            {
+                return Some((listed, RouteSource::Directory));
+            }
         }
         let cached = self.inner.routing.probe_cache.lookup(user.key())?;
         Some((cached, RouteSource::ProbeCache))
+    }
+
+    /// Resolves `user` once more after Zoom said it is not in `failed`'s account: the new
+    /// place if it is elsewhere now, `None` if the resolution names the same account again (an
+    /// override or a rule: the platform team's word, which the next sync reports).
+    pub(super) async fn resolve_again(
+        &self,
+        cx: &RequestContext,
+        user: &UserRef,
+        failed: &UserLocation,
+        progress: &mut Progress,
+    ) -> Result<Option<UserLocation>, Error> {
+        self.user_left(user, &failed.account);
+        let again = self.resolve_user(cx, user, progress).await?;
+        Ok((again.account != failed.account).then_some(again))
+    }
+
+    /// Forgets that `user` is in `account`, after Zoom said it is not there: it moved. The
+    /// next resolution probes unless an override or a rule names the account.
+    pub(super) fn user_left(&self, user: &UserRef, account: &AccountName) {
+        let routing = &self.inner.routing;
+        routing.probe_cache.forget(user.key());
+        routing.probe_cache.record_absent(user.key(), account);
+        if let UserRef::Email(email) = user {
+            routing.directory.forget(email, account);
+        }
+        tracing::info!(%account, "zoom no longer knows the user there; resolving it again");
     }
 
     /// Probes for `user` as `cx`'s request would, in `candidates`, for `explain`: the account
@@ -462,18 +499,6 @@ impl Meetings {
             .ledger(LedgerChange::Record((*record).clone()))
             .await;
         record
-    }
-
-    /// Drops what the probe cache knows of a user Zoom no longer knows.
-    pub(super) fn forget_user_if_gone<T>(
-        &self,
-        user: &UserRef,
-        result: Result<T, Error>,
-    ) -> Result<T, Error> {
-        if matches!(result, Err(Error::NotFound { .. })) {
-            self.inner.routing.probe_cache.forget(user.key());
-        }
-        result
     }
 
     async fn forget_meeting(&self, meeting_id: i64) {

@@ -16,6 +16,8 @@ use crate::zoom::{TokenError, ZoomCall, ZoomClient, ZoomError};
 pub(super) enum Target<'a> {
     User(&'a str),
     Meeting(i64),
+    /// The account itself, e.g. its user list.
+    Account,
 }
 
 impl Target<'_> {
@@ -29,6 +31,7 @@ impl Target<'_> {
                 kind: TargetKind::Meeting,
                 id: id.to_string(),
             },
+            Target::Account => Error::Internal("zoom answered 404 for an account call".into()),
         }
     }
 }

@@ -742,6 +742,12 @@ impl Caller {
         }
     }
 
+    /// The gateway itself as the caller of its own background work (the directory sync): no
+    /// grant, no admin role; it names that work in logs and spans.
+    pub fn internal(name: &str) -> Caller {
+        Caller::new(name.to_owned(), usize::MAX, Box::default())
+    }
+
     /// Tells whether the caller may use the Admin API with `needed`: a write admin may read.
     pub fn is_admin(&self, needed: AdminRole) -> bool {
         self.admin.is_some_and(|role| role >= needed)

@@ -22,8 +22,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::accounts::AccountName;
 
 use super::{
-    AuditFilter, AuditRecord, Completion, LedgerChange, MAX_AUDIT_LIMIT, MeetingRecord, Outcome,
-    RouteChange, RouteRecord, Store, StoreError,
+    AuditFilter, AuditRecord, Completion, DirectoryEntry, LedgerChange, MAX_AUDIT_LIMIT,
+    MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError,
 };
 
 /// Expands into one `#[tokio::test]` per property of the contract, each on its own store from
@@ -51,6 +51,7 @@ macro_rules! contract_suite {
             pages_after_a_record_hold_every_record_once,
             routes_are_put_replaced_and_deleted_with_their_audit,
             routes_list_in_email_order_page_by_page,
+            a_directory_sync_replaces_one_account_and_keeps_the_others,
             [flavor = "multi_thread", worker_threads = 2]
             concurrent_appends_from_many_tasks_all_land,
         );
@@ -927,4 +928,51 @@ pub(crate) async fn routes_list_in_email_order_page_by_page(store: Arc<dyn Store
     sorted.sort();
     assert_eq!(listed, sorted);
     assert!(store.routes(None, 0).await.unwrap().is_empty());
+}
+
+fn listed(email: &str, account_name: &str, user_id: &str) -> DirectoryEntry {
+    DirectoryEntry {
+        email: email.into(),
+        account: account(account_name),
+        user_id: user_id.into(),
+        synced_at: at(9),
+    }
+}
+
+pub(crate) async fn a_directory_sync_replaces_one_account_and_keeps_the_others(
+    store: Arc<dyn Store>,
+) {
+    let sales = [
+        listed("ann@x.test", "sales", "u1"),
+        listed("bob@x.test", "sales", "u2"),
+    ];
+    store
+        .replace_directory(&account("sales"), &sales)
+        .await
+        .unwrap();
+    // Bob is in support too: a conflict, kept as two entries.
+    let support = [listed("bob@x.test", "support", "u9")];
+    store
+        .replace_directory(&account("support"), &support)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.directory().await.unwrap(),
+        [sales[0].clone(), sales[1].clone(), support[0].clone()]
+    );
+    // The next sync of sales no longer finds ann; support is untouched.
+    let again = [listed("bob@x.test", "sales", "u2")];
+    store
+        .replace_directory(&account("sales"), &again)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.directory().await.unwrap(),
+        [again[0].clone(), support[0].clone()]
+    );
+    store
+        .replace_directory(&account("support"), &[])
+        .await
+        .unwrap();
+    assert_eq!(store.directory().await.unwrap(), [again[0].clone()]);
 }

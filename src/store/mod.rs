@@ -78,6 +78,16 @@ pub trait Store: Send + Sync + 'static {
     async fn routes(&self, after: Option<&str>, limit: u32)
     -> Result<Vec<RouteRecord>, StoreError>;
 
+    /// Replaces what the directory holds of `account` with `users`, in one transaction.
+    async fn replace_directory(
+        &self,
+        account: &AccountName,
+        users: &[DirectoryEntry],
+    ) -> Result<(), StoreError>;
+
+    /// The whole directory, in email then account order.
+    async fn directory(&self) -> Result<Vec<DirectoryEntry>, StoreError>;
+
     /// Waits until every connection is closed, so a restart finds a clean database. Used at shutdown;
     /// the store must not be used afterwards. Stores without connections have nothing to do.
     async fn close(&self) {}
@@ -108,6 +118,16 @@ pub struct RouteRecord {
     pub set_at: DateTime<Utc>,
     /// Set without checking in Zoom that the user exists in the account.
     pub forced: bool,
+}
+
+/// One user of one account, as the directory sync read it from Zoom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DirectoryEntry {
+    /// Lowercased.
+    pub email: String,
+    pub account: AccountName,
+    pub user_id: String,
+    pub synced_at: DateTime<Utc>,
 }
 
 /// A change to the route overrides.

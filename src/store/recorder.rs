@@ -248,7 +248,7 @@ mod tests {
 
     use super::*;
     use crate::store::{
-        AuditFilter, MeetingRecord, Outcome, RouteChange, RouteRecord, SqliteStore,
+        AuditFilter, DirectoryEntry, MeetingRecord, Outcome, RouteChange, RouteRecord, SqliteStore,
     };
 
     /// An in-memory SQLite store that refuses every write while `refusing` is set.
@@ -309,6 +309,17 @@ mod tests {
         }
         async fn route(&self, email: &str) -> Result<Option<RouteRecord>, StoreError> {
             self.inner.route(email).await
+        }
+        async fn replace_directory(
+            &self,
+            account: &crate::accounts::AccountName,
+            users: &[DirectoryEntry],
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.replace_directory(account, users).await
+        }
+        async fn directory(&self) -> Result<Vec<DirectoryEntry>, StoreError> {
+            self.inner.directory().await
         }
         async fn routes(
             &self,

@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AuditFilter, AuditRecord, Completion, LedgerChange, MeetingRecord, Outcome, RouteChange,
-    RouteRecord, Store, StoreError,
+    AuditFilter, AuditRecord, Completion, DirectoryEntry, LedgerChange, MeetingRecord, Outcome,
+    RouteChange, RouteRecord, Store, StoreError,
 };
 use crate::accounts::AccountName;
 
@@ -460,9 +460,70 @@ impl Store for SqliteStore {
         rows.iter().map(route_from_row).collect()
     }
 
+    async fn replace_directory(
+        &self,
+        account: &AccountName,
+        users: &[DirectoryEntry],
+    ) -> Result<(), StoreError> {
+        self.write(async |pool| {
+            let mut tx = pool.begin().await.map_err(query_error("replace_directory"))?;
+            sqlx::query("DELETE FROM directory WHERE account = ?")
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error("replace_directory"))?;
+            for user in users {
+                sqlx::query(
+                    "INSERT INTO directory (email, account, user_id, synced_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (email, account) DO UPDATE SET user_id = excluded.user_id, \
+                     synced_at = excluded.synced_at",
+                )
+                .bind(&user.email)
+                .bind(account.as_str())
+                .bind(&user.user_id)
+                .bind(user.synced_at.timestamp_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error("replace_directory"))?;
+            }
+            tx.commit().await.map_err(query_error("replace_directory"))
+        })
+        .await
+    }
+
+    async fn directory(&self) -> Result<Vec<DirectoryEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT email, account, user_id, synced_at FROM directory ORDER BY email, account",
+        )
+        .fetch_all(&self.pool())
+        .await
+        .map_err(query_error("directory"))?;
+        rows.iter().map(directory_from_row).collect()
+    }
+
     async fn close(&self) {
         self.pool().close().await;
     }
+}
+
+fn directory_from_row(row: &SqliteRow) -> Result<DirectoryEntry, StoreError> {
+    let read = || -> Result<_, sqlx::Error> {
+        Ok((
+            row.try_get::<String, _>("email")?,
+            row.try_get::<String, _>("account")?,
+            row.try_get::<String, _>("user_id")?,
+            row.try_get::<i64, _>("synced_at")?,
+        ))
+    };
+    let (email, account, user_id, synced_at) = read().map_err(query_error("directory"))?;
+    let account = AccountName::parse(&account)
+        .map_err(|_| StoreError::Corrupt("directory.account".to_owned()))?;
+    Ok(DirectoryEntry {
+        email,
+        account,
+        user_id,
+        synced_at: from_millis(synced_at, || "directory.synced_at".to_owned())?,
+    })
 }
 
 async fn select_route<'e>(

@@ -6,7 +6,8 @@ use std::future::Future;
 use serde_json::{Map, Value};
 
 use super::{
-    AccessToken, Endpoint, ListMeetings, MeetingPage, ZoomClient, ZoomError, ZoomMeeting, ZoomUser,
+    AccessToken, Endpoint, ListMeetings, MeetingPage, UserPage, ZoomClient, ZoomError, ZoomMeeting,
+    ZoomUser,
 };
 
 /// One Zoom REST call, ready to send with an account's token.
@@ -55,6 +56,25 @@ pub struct DeleteMeeting<'a> {
 /// `PUT /meetings/{id}/status` with `{"action":"end"}`.
 pub struct EndMeeting {
     pub id: i64,
+}
+
+/// `GET /users`: one page of the account's active users.
+pub struct ListUsers<'a> {
+    pub page_size: u32,
+    pub next_page_token: Option<&'a str>,
+}
+
+impl ZoomCall for ListUsers<'_> {
+    type Output = UserPage;
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::ListUsers
+    }
+
+    async fn send(&self, zoom: &ZoomClient, token: &AccessToken) -> Result<UserPage, ZoomError> {
+        zoom.list_users(token, self.page_size, self.next_page_token)
+            .await
+    }
 }
 
 /// `GET /users/{user}/meetings`: one page.

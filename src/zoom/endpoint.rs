@@ -26,6 +26,8 @@ impl RateCategory {
 pub enum Endpoint {
     /// `GET /users/{userId}`
     GetUser,
+    /// `GET /users`
+    ListUsers,
     /// `POST /users/{userId}/meetings`
     CreateMeeting,
     /// `GET /meetings/{meetingId}`
@@ -44,7 +46,7 @@ impl Endpoint {
     /// The category whose budget a call spends.
     pub const fn category(self) -> RateCategory {
         match self {
-            Endpoint::ListMeetings => RateCategory::Medium,
+            Endpoint::ListMeetings | Endpoint::ListUsers => RateCategory::Medium,
             Endpoint::GetUser
             | Endpoint::CreateMeeting
             | Endpoint::GetMeeting
@@ -69,6 +71,7 @@ impl Endpoint {
     pub const fn as_str(self) -> &'static str {
         match self {
             Endpoint::GetUser => "get_user",
+            Endpoint::ListUsers => "list_users",
             Endpoint::CreateMeeting => "create_meeting",
             Endpoint::GetMeeting => "get_meeting",
             Endpoint::UpdateMeeting => "update_meeting",
@@ -95,6 +98,7 @@ mod tests {
         assert_eq!(Endpoint::GetMeeting.category(), RateCategory::Light);
         assert_eq!(Endpoint::GetUser.category(), RateCategory::Light);
         assert_eq!(Endpoint::ListMeetings.category(), RateCategory::Medium);
+        assert_eq!(Endpoint::ListUsers.category(), RateCategory::Medium);
         assert!(Endpoint::DeleteMeeting.mutates());
         assert!(!Endpoint::GetUser.mutates());
     }

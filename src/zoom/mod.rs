@@ -26,14 +26,15 @@ use thiserror::Error;
 use crate::accounts::Account;
 
 pub use calls::{
-    CreateMeeting, DeleteMeeting, EndMeeting, GetMeeting, GetUser, ListMeetingsOf, UpdateMeeting,
-    ZoomCall,
+    CreateMeeting, DeleteMeeting, EndMeeting, GetMeeting, GetUser, ListMeetingsOf, ListUsers,
+    UpdateMeeting, ZoomCall,
 };
 pub use endpoint::{Endpoint, RateCategory};
 pub use error::{FieldError, ZoomError};
 pub use oauth::{AccessToken, TokenError, TokenGrant};
 pub use types::{
-    ListMeetings, MeetingListKind, MeetingPage, Occurrence, Recurrence, ZoomMeeting, ZoomUser,
+    ListMeetings, ListedUser, MeetingListKind, MeetingPage, Occurrence, Recurrence, UserPage,
+    ZoomMeeting, ZoomUser,
 };
 
 /// Largest 2xx body accepted; a page of 300 meetings is well under 1 MiB.
@@ -141,6 +142,26 @@ impl ZoomClient {
         let response = self
             .send(token, self.http.get(url), Endpoint::GetUser)
             .await?;
+        decode(response).await
+    }
+
+    /// Returns one page of the account's active users (`GET /users`).
+    pub async fn list_users(
+        &self,
+        token: &AccessToken,
+        page_size: u32,
+        next_page_token: Option<&str>,
+    ) -> Result<UserPage, ZoomError> {
+        let url = self.api_url(&["users"]);
+        let mut params = vec![
+            ("status", "active".to_owned()),
+            ("page_size", page_size.to_string()),
+        ];
+        if let Some(next) = next_page_token {
+            params.push(("next_page_token", next.to_owned()));
+        }
+        let request = self.http.get(url).query(&params);
+        let response = self.send(token, request, Endpoint::ListUsers).await?;
         decode(response).await
     }
 

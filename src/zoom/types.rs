@@ -212,6 +212,25 @@ pub struct Occurrence {
     pub rest: Map<String, Value>,
 }
 
+/// One page of `GET /users` (active users of the account).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct UserPage {
+    /// Token of the next page; `None` on the last page. Expires after 15 min.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub next_page_token: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub users: Vec<ListedUser>,
+}
+
+/// A user as `GET /users` lists it: no account fields, and no id while pending.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ListedUser {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
 /// One page of `GET /users/{userId}/meetings`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeetingPage {

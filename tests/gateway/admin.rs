@@ -91,6 +91,14 @@ async fn every_rpc(admin: &mut Admin) -> Vec<(&'static str, Result<(), tonic::St
             "ListAudit",
             done(admin.list_audit(proto::ListAuditRequest::default()).await),
         ),
+        (
+            "SyncDirectory",
+            done(admin.sync_directory(proto::SyncDirectoryRequest {}).await),
+        ),
+        (
+            "GetSyncReport",
+            done(admin.get_sync_report(proto::GetSyncReportRequest {}).await),
+        ),
     ]
 }
 
@@ -122,13 +130,15 @@ async fn a_read_admin_is_denied_every_change_and_the_denial_is_audited() {
     let mut auditor = gw.admin(AUDITOR_KEY).await;
     for (rpc, result) in every_rpc(&mut auditor).await {
         match rpc {
-            "PutRoute" | "DeleteRoute" => {
+            "PutRoute" | "DeleteRoute" | "SyncDirectory" => {
                 let status = result.expect_err(rpc);
                 assert_eq!(status.code(), Code::PermissionDenied, "{rpc}");
                 assert_eq!(reason(&status), "ADMIN_ROLE_REQUIRED", "{rpc}");
             }
-            // A read admin reads; the route it asks for does not exist.
-            "GetRoute" => assert_eq!(result.unwrap_err().code(), Code::NotFound),
+            // A read admin reads; the route it asks for does not exist, no sync ran.
+            "GetRoute" | "GetSyncReport" => {
+                assert_eq!(result.unwrap_err().code(), Code::NotFound, "{rpc}")
+            }
             _ => result.unwrap_or_else(|status| panic!("{rpc}: {status:?}")),
         }
     }
@@ -149,7 +159,14 @@ async fn a_read_admin_is_denied_every_change_and_the_denial_is_audited() {
         .into_inner()
         .records;
     let operations: Vec<&str> = denied.iter().map(|r| r.operation.as_str()).collect();
-    assert_eq!(operations, ["admin.delete_route", "admin.put_route"]);
+    assert_eq!(
+        operations,
+        [
+            "admin.sync_directory",
+            "admin.delete_route",
+            "admin.put_route"
+        ]
+    );
     gw.stop().await;
 }
 
@@ -496,14 +513,14 @@ async fn explain_names_each_source_the_grant_and_the_fields() {
     assert_eq!(probed.allowed, Some(true));
     assert_eq!(probed.visible_fields, ["password"]);
 
-    // What that probe found is in the directory now.
+    // What that probe found is remembered.
     let known = ask(explain(
         "support-reader",
         "frank@partner.test",
         proto::Operation::Read,
     ))
     .await;
-    assert_eq!(known.source(), Source::Directory);
+    assert_eq!(known.source(), Source::ProbeCache);
     assert_eq!(known.account, "acme-support");
 
     // The ledger places a meeting, and the grants are checked against its host.
