@@ -10,6 +10,7 @@ mod config_file;
 mod crash;
 mod deadline;
 mod demo;
+mod directory;
 mod errors;
 mod h2raw;
 mod health;
