@@ -118,10 +118,11 @@ fn print_guide(emulator: &Emulator, app: &crate::App, store: &str) {
   store:           {store}
 
 Two Zoom accounts: acme-sales (alice@, bob@sales.acme.test) and acme-support (carol@, dave@support.acme.test).
-Three callers, each with an API key:
+Four callers, each with an API key:
   scheduler          demo-scheduler-key   everything, start links and passcodes included
   sales-bot          demo-sales-key       sales users only; read, list, create, update
   support-dashboard  demo-support-key     read and list carol@support.acme.test only
+  platform           demo-platform-key    the Admin API: routes, explain, sync, audit
 
 In another terminal (`cargo run --` in place of `zoomgate` from a checkout):
   export ZOOMGATE_ADDR={addr}
@@ -131,6 +132,8 @@ In another terminal (`cargo run --` in place of `zoomgate` from a checkout):
   zoomgate meetings --api-key demo-scheduler-key get <meeting id>                                          # shows start_url and passcode
   zoomgate meetings --api-key demo-sales-key delete <meeting id>                                           # PermissionDenied: no delete grant
   zoomgate audit --store {store}
+  zoomgate admin --api-key demo-platform-key explain --caller sales-bot --user carol@support.acme.test --op create
+  zoomgate admin --api-key demo-platform-key sync
 
 Ctrl-C stops both."#,
         emulator_url = emulator.base_url(),

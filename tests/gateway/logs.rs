@@ -168,3 +168,87 @@ async fn log_lines_of_the_request_task_and_the_token_fetch_carry_the_request_spa
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn no_admin_answer_error_or_log_line_carries_a_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("trace,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info")
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let gateway = TestGateway::spawn().await;
+    let mut platform = gateway.admin(PLATFORM_KEY).await;
+    let mut denied = gateway.admin(SALES_KEY).await;
+    let mut answers = Vec::new();
+    // A token endpoint that fails leaves its error in the accounts view.
+    gateway.zoom.set_faults(
+        LIMITED_ZOOM_ID,
+        Faults {
+            token_endpoint_down: true,
+            ..Default::default()
+        },
+    );
+    let _ = gateway
+        .client(ADMIN_KEY)
+        .await
+        .list_meetings(list_for("gina@limited.test"))
+        .await;
+    answers.push(format!(
+        "{:?}",
+        platform
+            .list_accounts(zoomgate::proto::ListAccountsRequest {})
+            .await
+    ));
+    answers.push(format!(
+        "{:?}",
+        platform
+            .sync_directory(zoomgate::proto::SyncDirectoryRequest {})
+            .await
+    ));
+    answers.push(format!(
+        "{:?}",
+        platform
+            .put_route(zoomgate::proto::PutRouteRequest {
+                user_email: "erin@partner.test".into(),
+                account: "acme-support".into(),
+                force: false,
+            })
+            .await
+    ));
+    answers.push(format!(
+        "{:?}",
+        denied
+            .list_accounts(zoomgate::proto::ListAccountsRequest {})
+            .await
+    ));
+    answers.push(format!(
+        "{:?}",
+        platform
+            .list_audit(zoomgate::proto::ListAuditRequest::default())
+            .await
+    ));
+    gateway.stop().await;
+
+    let accounts = &answers[0];
+    assert!(
+        accounts.contains("last_error") && accounts.contains("unavailable"),
+        "the failure is shown: {accounts}"
+    );
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for text in answers.iter().chain([&logs]) {
+        for secret in [
+            ADMIN_KEY,
+            SALES_KEY,
+            PLATFORM_KEY,
+            SALES_SECRET,
+            SUPPORT_SECRET,
+            LIMITED_SECRET,
+        ] {
+            assert!(!text.contains(secret), "`{secret}` leaked: {text}");
+        }
+        assert!(!text.contains("eyJ"), "a Zoom token leaked: {text}");
+    }
+}
