@@ -1,7 +1,9 @@
 //! Wiring: builds every part from a [`Config`], binds the listener, serves until shutdown.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,21 +17,23 @@ use tonic_health::server::HealthReporter;
 
 use crate::accounts::Accounts;
 use crate::admin::Admin;
-use crate::config::{Config, Limits, TlsConfig};
+use crate::config::{Config, ConfigError, Limits, TlsConfig};
 use crate::directory::Directory;
 use crate::grpc::MeetingsService;
 use crate::grpc::admin::AdminService;
 use crate::grpc::decode_errors::DecodeErrorsLayer;
 use crate::listener::{self, TrackStreamsLayer};
 use crate::meetings::{Meetings, RequestContext};
-use crate::policy::Policy;
+use crate::policy::LivePolicy;
 use crate::policy::{Caller, Operation};
 use crate::proto::admin_server::AdminServer;
 use crate::proto::meetings_server::MeetingsServer;
-use crate::routing::{ProbeCache, RouteOverrides, UserRouting};
+use crate::reload::Reloader;
+use crate::routing::{LiveRules, ProbeCache, RouteOverrides, UserRouting};
 use crate::store::{self, Recorder, Store};
 use crate::token::TokenCache;
 use crate::zoom::{ZoomClient, ZoomEndpoints};
+use arc_swap::ArcSwap;
 use tracing::Instrument;
 
 /// How often a store that refused a write is checked again, and its backlog written.
@@ -66,7 +70,7 @@ pub struct App {
     request_timeout: Duration,
     limits: Limits,
     tls: Option<TlsConfig>,
-    policy: Arc<Policy>,
+    policy: LivePolicy,
     service: MeetingsService,
     admin: AdminService,
     /// The request tasks of the meetings service, drained at shutdown.
@@ -75,6 +79,9 @@ pub struct App {
     recorder: Arc<Recorder>,
     meetings: Meetings,
     directory_sync_interval: Option<Duration>,
+    accounts: Accounts,
+    rules: LiveRules,
+    reloader: Option<Reloader>,
 }
 
 impl App {
@@ -105,13 +112,14 @@ impl App {
         let overrides =
             Arc::new(load_overrides(recorder.store().as_ref(), &config.accounts).await?);
         let directory = Arc::new(Directory::from_entries(recorder.store().directory().await?));
+        let rules: LiveRules = Arc::new(ArcSwap::from_pointee(config.routing.rules));
         let routing = UserRouting {
             overrides: overrides.clone(),
-            rules: config.routing.rules,
+            rules: rules.clone(),
             directory,
             probe_cache,
         };
-        let policy = Arc::new(config.policy);
+        let policy: LivePolicy = Arc::new(ArcSwap::from_pointee(config.policy));
         let meetings = Meetings::new(
             config.accounts.clone(),
             routing,
@@ -150,7 +158,7 @@ impl App {
             tls: config.tls,
             admin: AdminService::new(
                 Admin::new(
-                    config.accounts,
+                    config.accounts.clone(),
                     policy.clone(),
                     meetings.clone(),
                     tokens.clone(),
@@ -164,9 +172,30 @@ impl App {
             service: MeetingsService::new(meetings.clone(), config.request_timeout),
             meetings,
             directory_sync_interval: config.routing.directory_sync_interval,
+            accounts: config.accounts.clone(),
+            rules,
+            reloader: None,
             tokens,
             recorder,
         })
+    }
+
+    /// Reloads callers, grants and routing rules from `path` while serving (see [`crate::reload`]),
+    /// with secrets from `env`. `path` is the file this gateway was built from.
+    pub fn watch_config(
+        &mut self,
+        path: PathBuf,
+        env: HashMap<String, String>,
+    ) -> Result<(), ConfigError> {
+        self.reloader = Some(Reloader::new(
+            path,
+            env,
+            self.policy.clone(),
+            self.rules.clone(),
+            self.recorder.clone(),
+            &self.accounts,
+        )?);
+        Ok(())
     }
 
     /// The address the gateway listens on (useful with port 0).
@@ -234,6 +263,9 @@ impl App {
                 stopping,
             ))
         });
+        let reload = self
+            .reloader
+            .map(|reloader| tokio::spawn(reloader.run(stopping.clone())));
         let checks = tokio::spawn({
             let (recorder, stopping) = (self.recorder.clone(), stopping.clone());
             async move {
@@ -293,8 +325,8 @@ impl App {
             tracing::warn!(%error, "ops listener failed");
         }
         let _ = checks.await;
-        if let Some(sync) = sync {
-            let _ = sync.await;
+        for task in [sync, reload].into_iter().flatten() {
+            let _ = task.await;
         }
         self.recorder.finish().await;
         Ok(())

@@ -480,6 +480,11 @@ pub fn store_location(path: &Path) -> Result<String, ConfigError> {
 }
 
 impl RawConfig {
+    /// Parses config text; the error gives the position, never the line (it may hold a secret).
+    pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| syntax_error(text, &e))
+    }
+
     /// Checks every field and resolves secrets, naming the first field that is wrong.
     pub fn validate(
         self,

@@ -15,6 +15,7 @@
 //! - [`listener`]: accepted connections and the limits one client may hold of them.
 //! - [`emulator`]: a faithful local Zoom for tests and `zoomgate demo`.
 //! - [`ops`]: the ops HTTP listener (`/livez`, `/readyz`).
+//! - [`reload`]: live config: the file watched, validated and swapped in.
 //! - [`app`]: wiring, listeners, graceful shutdown.
 //! - [`cli`]: the `zoomgate` command line.
 //! - [`demo`]: `zoomgate demo`, an emulator and a gateway wired together.
@@ -35,6 +36,7 @@ pub mod meetings;
 pub mod ops;
 pub mod policy;
 pub mod proto;
+pub mod reload;
 pub mod routing;
 pub mod shutdown;
 pub mod store;

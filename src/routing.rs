@@ -82,20 +82,24 @@ impl RouteOverrides {
 /// Everything that places a user in an account without asking Zoom, in the order it is asked.
 pub struct UserRouting {
     pub overrides: Arc<RouteOverrides>,
-    pub rules: RoutingRules,
+    /// Swapped whole when the config is reloaded.
+    pub rules: LiveRules,
     pub directory: Arc<crate::directory::Directory>,
     pub probe_cache: ProbeCache,
 }
 
+/// The routing rules in force.
+pub type LiveRules = Arc<arc_swap::ArcSwap<RoutingRules>>;
+
 /// A config rule: the account it routes to and where it is written.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub account: AccountName,
     pub place: Arc<str>,
 }
 
 /// Routing rules from the config: explicit emails, then email domains.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutingRules {
     users: HashMap<String, Rule>,
     domains: HashMap<String, Rule>,

@@ -14,7 +14,7 @@ use crate::error::{AdminObject, Error, TargetKind};
 use crate::meetings::{
     Meetings, RequestContext, RequestCounts, RequestId, SyncReport, UserRef, validate,
 };
-use crate::policy::{AdminRole, Caller, Operation, Policy};
+use crate::policy::{AdminRole, Caller, LivePolicy, Operation};
 use crate::routing::{RouteOverrides, RouteSource};
 use crate::store::{AuditFilter, AuditRecord, Outcome, RouteChange, RouteRecord, Store};
 use crate::token::{TokenCache, TokenState};
@@ -78,7 +78,7 @@ pub struct Admin {
 
 struct Inner {
     accounts: Accounts,
-    policy: Arc<Policy>,
+    policy: LivePolicy,
     meetings: Meetings,
     tokens: TokenCache,
     store: Arc<dyn Store>,
@@ -88,7 +88,7 @@ struct Inner {
 impl Admin {
     pub fn new(
         accounts: Accounts,
-        policy: Arc<Policy>,
+        policy: LivePolicy,
         meetings: Meetings,
         tokens: TokenCache,
         store: Arc<dyn Store>,
@@ -269,6 +269,7 @@ impl Admin {
         let caller = self
             .inner
             .policy
+            .load()
             .caller(&query.caller)
             .ok_or_else(|| not_found(AdminObject::Caller, &query.caller))?;
         let op = query.operation;

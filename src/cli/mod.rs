@@ -121,13 +121,17 @@ async fn serve(path: &Path) -> ExitCode {
         }
     };
     let grace = config.shutdown_grace_period;
-    let app = match crate::App::build(config).await {
+    let mut app = match crate::App::build(config).await {
         Ok(app) => app,
         Err(error) => {
             errln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };
+    if let Err(error) = app.watch_config(path.to_path_buf(), process_env()) {
+        errln!("error: {}: {error}", path.display());
+        return ExitCode::from(EXIT_USAGE);
+    }
     tracing::info!(addr = %app.local_addr(), ops_addr = %app.ops_addr(), "zoomgate listening");
     exit_code(app.run_until_signal(grace).await)
 }

@@ -1,7 +1,6 @@
 //! The `zoomgate.v1.Admin` service: proto in, [`crate::admin`] use cases, proto out.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +15,7 @@ use crate::admin::{AccountView, Admin, AdminContext, ExplainQuery};
 use crate::directory::Conflict;
 use crate::error::{Error, TargetKind};
 use crate::meetings::{RequestId, SyncReport, UserRef, validate};
-use crate::policy::{Decision, Operation, Policy};
+use crate::policy::{Decision, LivePolicy, Operation};
 use crate::proto;
 use crate::proto::admin_server::AdminServer;
 use crate::routing::RouteSource;
@@ -43,7 +42,7 @@ impl AdminService {
         }
     }
 
-    pub fn into_server(self, policy: Arc<Policy>, max_message_bytes: usize) -> AuthenticatedAdmin {
+    pub fn into_server(self, policy: LivePolicy, max_message_bytes: usize) -> AuthenticatedAdmin {
         let server = AdminServer::new(self).max_decoding_message_size(max_message_bytes);
         tonic::service::interceptor::InterceptedService::new(
             server,

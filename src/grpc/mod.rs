@@ -17,7 +17,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::error::Error;
 use crate::listener::ConnectionInfo;
 use crate::meetings::{Meetings, RequestContext, RequestId, validate};
-use crate::policy::{Caller, Identity, Operation, Policy};
+use crate::policy::{Caller, Identity, LivePolicy, Operation};
 use crate::proto;
 use crate::proto::meetings_server::MeetingsServer;
 
@@ -56,7 +56,7 @@ impl MeetingsService {
     /// larger than `max_message_bytes` are refused before they are decoded.
     pub fn into_server(
         self,
-        policy: Arc<Policy>,
+        policy: LivePolicy,
         max_message_bytes: usize,
     ) -> AuthenticatedMeetings {
         let server = MeetingsServer::new(self).max_decoding_message_size(max_message_bytes);
@@ -117,7 +117,7 @@ impl<'a> CallMetadata<'a> {
 /// Identifies the caller of each request: by client certificate SAN, else by API key.
 #[derive(Clone)]
 pub struct Authenticator {
-    policy: Arc<Policy>,
+    policy: LivePolicy,
 }
 
 impl tonic::service::Interceptor for Authenticator {
@@ -139,6 +139,7 @@ impl tonic::service::Interceptor for Authenticator {
         };
         let caller = self
             .policy
+            .load()
             .authenticate(&identity)
             .ok_or_else(|| status(Error::Unauthenticated))?;
         request.extensions_mut().insert(caller);

@@ -265,7 +265,7 @@ impl Meetings {
             if let Some(account) = self.inner.routing.overrides.get(email) {
                 return Some((at(account, email), RouteSource::Override));
             }
-            if let Some(rule) = self.inner.routing.rules.rule_for(email) {
+            if let Some(rule) = self.inner.routing.rules.load().rule_for(email) {
                 let source = RouteSource::ConfigRule(rule.place.clone());
                 return Some((at(rule.account.clone(), email), source));
             }

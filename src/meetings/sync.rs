@@ -60,7 +60,7 @@ impl Meetings {
         let routing = &self.inner.routing;
         let conflicts = routing
             .directory
-            .conflicts(&routing.rules, &routing.overrides);
+            .conflicts(&routing.rules.load(), &routing.overrides);
         for conflict in &conflicts {
             tracing::warn!(kind = conflict.kind(), "directory sync: {conflict}");
         }

@@ -25,7 +25,7 @@ use selector::{UserEmail, UserSelector};
 // === config ===
 
 /// A named set of user selectors (`[[user_groups]]`), used in grants as `group:NAME`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUserGroup {
     /// `[a-z0-9-]`, unique among groups.
@@ -36,7 +36,7 @@ pub struct RawUserGroup {
 }
 
 /// One calling service (`[[callers]]`) as written in the config.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCaller {
     /// `[a-z0-9-]`, unique; it names the caller in logs, audit and metrics.
@@ -72,7 +72,7 @@ impl fmt::Debug for RawCaller {
 }
 
 /// One grant (`[[callers.grants]]`): the operations allowed on some users of some accounts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGrant {
     /// Account names, or `["*"]` for every configured account.
@@ -311,6 +311,10 @@ fn fail<T>(path: String, kind: PolicyErrorKind) -> Result<T, PolicyError> {
 }
 
 // === impl Policy ===
+
+/// The policy in force, swapped whole when the config is reloaded; a request keeps the caller
+/// (and so the grants) it was authenticated with.
+pub type LivePolicy = Arc<arc_swap::ArcSwap<Policy>>;
 
 /// Validated callers and grants, with indexes for authenticating a request.
 pub struct Policy {

@@ -20,6 +20,7 @@ mod logs;
 mod meetings;
 mod mtls;
 mod process;
+mod reload;
 mod restart;
 mod store_faults;
 mod terminal;

@@ -247,6 +247,10 @@ pub struct TestGateway {
     /// The SQLite location, for tools such as `zoomgate audit`.
     pub store_location: String,
     toml: String,
+    /// When set, the gateway watches this file for reloads (see [`TestGateway::spawn_watching`]).
+    config_file: Option<PathBuf>,
+    /// Versions written by [`TestGateway::swap_config`].
+    config_versions: u32,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -296,6 +300,8 @@ impl TestGateway {
             store_location,
             zoom,
             toml,
+            config_file: None,
+            config_versions: 0,
             stop: None,
             server: None,
             _dir: dir,
@@ -304,8 +310,54 @@ impl TestGateway {
         gateway
     }
 
+    /// Starts with the test config in a file laid out as Kubernetes mounts a ConfigMap
+    /// (`gateway.toml -> ..data/gateway.toml`, `..data -> v1`), which the gateway watches.
+    pub async fn spawn_watching() -> Self {
+        let zoom = Emulator::start(emulator_config(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("emulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store_location = format!("sqlite:{}", dir.path().join("zoomgate.db").display());
+        let toml = gateway_toml(&zoom, &store_location);
+        let file = dir.path().join("gateway.toml");
+        std::os::unix::fs::symlink("..data/gateway.toml", &file).unwrap();
+        let mut gateway = TestGateway {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ops_addr: "127.0.0.1:0".parse().unwrap(),
+            store: zoomgate::store::open("sqlite::memory:").await.unwrap(),
+            store_location,
+            zoom,
+            toml: toml.clone(),
+            config_file: Some(file),
+            config_versions: 0,
+            stop: None,
+            server: None,
+            _dir: dir,
+        };
+        gateway.swap_config(&toml);
+        gateway.start().await;
+        gateway
+    }
+
+    /// Replaces the watched config file the way the kubelet updates a ConfigMap: the new
+    /// version in a directory of its own, then one atomic rename of the `..data` symlink.
+    pub fn swap_config(&mut self, text: &str) {
+        let dir = self._dir.path();
+        self.config_versions += 1;
+        let version = format!("v{}", self.config_versions);
+        std::fs::create_dir(dir.join(&version)).unwrap();
+        std::fs::write(dir.join(&version).join("gateway.toml"), text).unwrap();
+        let staged = dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &staged).unwrap();
+        std::fs::rename(&staged, dir.join("..data")).unwrap();
+    }
+
     async fn start(&mut self) {
-        let app = self.build().await.expect("gateway builds");
+        let mut app = self.build().await.expect("gateway builds");
+        if let Some(file) = &self.config_file {
+            app.watch_config(file.clone(), secrets_env())
+                .expect("the config file is watched");
+        }
         self.addr = app.local_addr();
         self.ops_addr = app.ops_addr();
         self.store = app.store();
@@ -545,4 +597,11 @@ pub fn reason(status: &tonic::Status) -> String {
         .get_details_error_info()
         .map(|i| i.reason)
         .unwrap_or_default()
+}
+
+pub fn delete(id: i64) -> proto::DeleteMeetingRequest {
+    proto::DeleteMeetingRequest {
+        meeting_id: id,
+        occurrence_id: String::new(),
+    }
 }

@@ -1,0 +1,232 @@
+//! Live config. The file is read again on SIGHUP and whenever its content changes, validated
+//! as at start, and its callers, grants, user groups and routing rules are swapped in at once.
+//!
+//! - Changes are seen by reading the path every [`POLL_INTERVAL`] and comparing a hash of the
+//!   content: that follows in-place edits as well as Kubernetes' symlink swaps of a mounted
+//!   ConfigMap, without depending on file-system events.
+//! - Requests in flight keep the snapshot they started with (their caller carries its grants).
+//! - A file that does not validate is refused with a log line naming the field, and so is one
+//!   that changes the accounts: their tokens, budgets and counters are built at start, so that
+//!   takes a restart. Either way the old config stays in force.
+//! - Every reload, applied or refused, is audited (`config.reload`) with what changed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::{Accounts, Plan};
+use crate::config::{ConfigError, RawConfig, read_config_text};
+use crate::policy::{LivePolicy, RawCaller, RawUserGroup};
+use crate::routing::LiveRules;
+use crate::store::{AuditRecord, Outcome, Recorder};
+
+/// How often the file is read to see whether it changed.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The caller name of reload audit records.
+const AUDIT_CALLER: &str = "config";
+
+/// What identifies an account's credentials and budget, compared between snapshots; the secret
+/// only as a hash.
+type AccountKey = (String, String, String, Plan, [u8; 32]);
+
+/// Watches one config file and swaps what it may into the running gateway.
+pub struct Reloader {
+    path: PathBuf,
+    env: HashMap<String, String>,
+    policy: LivePolicy,
+    rules: LiveRules,
+    recorder: Arc<Recorder>,
+    accounts: Vec<AccountKey>,
+    callers: Vec<RawCaller>,
+    groups: Vec<RawUserGroup>,
+    /// Hash of the content last read, applied or not: a refused file is not retried until it
+    /// changes again (or SIGHUP asks).
+    seen: [u8; 32],
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The new snapshot is in force; the text says what changed.
+    Applied(String),
+    /// The old snapshot stays.
+    Refused(String),
+}
+
+impl Reloader {
+    /// Starts from the file as it is now, which is what the gateway was built from; secrets
+    /// come from `env` at every reload.
+    pub fn new(
+        path: PathBuf,
+        env: HashMap<String, String>,
+        policy: LivePolicy,
+        rules: LiveRules,
+        recorder: Arc<Recorder>,
+        accounts: &Accounts,
+    ) -> Result<Self, ConfigError> {
+        let text = read_config_text(&path)?;
+        let raw = RawConfig::parse(&text)?;
+        Ok(Self {
+            path,
+            env,
+            policy,
+            rules,
+            recorder,
+            accounts: account_keys(accounts),
+            callers: raw.callers,
+            groups: raw.user_groups,
+            seen: Sha256::digest(text.as_bytes()).into(),
+        })
+    }
+
+    /// Reloads on SIGHUP and when the file changes, until `stopping`.
+    pub async fn run(mut self, stopping: CancellationToken) {
+        let mut hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(signal) => Some(signal),
+                Err(error) => {
+                    tracing::warn!(%error, "no SIGHUP handler; the config file is still watched");
+                    None
+                }
+            };
+        let mut ticks = tokio::time::interval(POLL_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let forced = tokio::select! {
+                _ = ticks.tick() => false,
+                Some(()) = async { hangups.as_mut()?.recv().await } => true,
+                () = stopping.cancelled() => return,
+            };
+            self.check(forced).await;
+        }
+    }
+
+    /// Reads the file and reloads it if it changed, or if `forced`.
+    pub async fn check(&mut self, forced: bool) -> Option<Reloaded> {
+        let text = match read_config_text(&self.path) {
+            Ok(text) => text,
+            Err(error) => {
+                // A ConfigMap mid-swap can be briefly absent; the next tick reads it again.
+                tracing::warn!(%error, "config file not readable; the old config stays");
+                return None;
+            }
+        };
+        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if hash == self.seen && !forced {
+            return None;
+        }
+        self.seen = hash;
+        let reloaded = self.reload(&text);
+        let (outcome, detail) = match &reloaded {
+            Reloaded::Applied(changes) => {
+                tracing::info!(changes = %changes, "config reloaded");
+                (Outcome::Allowed, changes.clone())
+            }
+            Reloaded::Refused(why) => {
+                tracing::error!(error = %why, "config reload refused; the old config stays in force");
+                (Outcome::Failed, why.clone())
+            }
+        };
+        self.recorder
+            .append(AuditRecord {
+                id: 0,
+                at: Utc::now(),
+                caller: AUDIT_CALLER.to_owned(),
+                operation: "config.reload".to_owned(),
+                account: None,
+                user: None,
+                meeting_id: None,
+                outcome,
+                detail: Some(detail),
+            })
+            .await;
+        Some(reloaded)
+    }
+
+    fn reload(&mut self, text: &str) -> Reloaded {
+        let raw = match RawConfig::parse(text) {
+            Ok(raw) => raw,
+            Err(error) => return Reloaded::Refused(error.to_string()),
+        };
+        let (callers, groups) = (raw.callers.clone(), raw.user_groups.clone());
+        let base = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let config = match raw.validate(&self.env, base) {
+            Ok(config) => config,
+            Err(error) => return Reloaded::Refused(error.to_string()),
+        };
+        if account_keys(&config.accounts) != self.accounts {
+            return Reloaded::Refused(
+                "accounts changed (added, removed, or new credentials or plan): restart the \
+                 gateway to apply them"
+                    .to_owned(),
+            );
+        }
+        let mut changes = caller_changes(&self.callers, &callers);
+        if groups != self.groups {
+            changes.push("user groups changed".to_owned());
+        }
+        if config.routing.rules != **self.rules.load() {
+            changes.push("routing rules changed".to_owned());
+        }
+        self.policy.store(Arc::new(config.policy));
+        self.rules.store(Arc::new(config.routing.rules));
+        self.callers = callers;
+        self.groups = groups;
+        Reloaded::Applied(if changes.is_empty() {
+            "nothing changed".to_owned()
+        } else {
+            changes.join("; ")
+        })
+    }
+}
+
+fn account_keys(accounts: &Accounts) -> Vec<AccountKey> {
+    accounts
+        .iter()
+        .map(|a| {
+            let secret = Sha256::digest(a.client_secret.expose_secret().as_bytes()).into();
+            (
+                a.name.to_string(),
+                a.zoom_account_id.clone(),
+                a.client_id.clone(),
+                a.plan,
+                secret,
+            )
+        })
+        .collect()
+}
+
+/// "callers added: a; removed: b; changed: c", by name; a changed caller has other keys,
+/// identities, grants or admin role.
+fn caller_changes(old: &[RawCaller], new: &[RawCaller]) -> Vec<String> {
+    let names = |callers: &[RawCaller]| -> BTreeSet<String> {
+        callers.iter().map(|c| c.name.clone()).collect()
+    };
+    let (before, after) = (names(old), names(new));
+    let find = |callers: &[RawCaller], name: &str| callers.iter().find(|c| c.name == name).cloned();
+    let list = |label: &str, set: Vec<&String>| {
+        (!set.is_empty()).then(|| {
+            let names: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
+            format!("callers {label}: {}", names.join(", "))
+        })
+    };
+    let changed: Vec<&String> = before
+        .intersection(&after)
+        .filter(|name| find(old, name) != find(new, name))
+        .collect();
+    [
+        list("added", after.difference(&before).collect()),
+        list("removed", before.difference(&after).collect()),
+        list("changed", changed),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}

@@ -1,0 +1,171 @@
+//! Live config: the watched file changes under a running gateway, ConfigMap-style.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::Code;
+use zoomgate::proto;
+
+use crate::support::*;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const SALES_BOT_OPS: &str = r#"operations = ["read", "list", "create", "update"]"#;
+
+async fn may_delete(gw: &TestGateway) -> Option<bool> {
+    gw.admin(AUDITOR_KEY)
+        .await
+        .explain(proto::ExplainRequest {
+            caller: "sales-bot".into(),
+            target: Some(proto::explain_request::Target::UserEmail(
+                "alice@sales.acme.test".into(),
+            )),
+            operation: proto::Operation::Delete.into(),
+            probe: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .allowed
+}
+
+async fn reloads(gw: &TestGateway, outcome: &str) -> Vec<proto::AuditRecord> {
+    gw.admin(AUDITOR_KEY)
+        .await
+        .list_audit(proto::ListAuditRequest {
+            operation: "config.reload".into(),
+            outcome: outcome.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+}
+
+/// Waits (bounded) until `done` holds.
+async fn eventually<F, Fut>(what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..80 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 8 s");
+}
+
+#[tokio::test]
+async fn grants_reload_without_a_restart_and_a_broken_file_changes_nothing() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("zoomgate=info")
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut gw = TestGateway::spawn_watching().await;
+    let mut sales = gw.client(SALES_KEY).await;
+    let first = sales
+        .create_meeting(create_for("alice@sales.acme.test", "before"))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = sales.delete_meeting(delete(first.id)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(may_delete(&gw).await, Some(false));
+
+    // Requests keep flowing while the file changes under them, paced well inside Zoom's limits.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = tokio::spawn({
+        let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+        let mut client = gw.client(SALES_KEY).await;
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                match client.get_meeting(get(first.id)).await {
+                    Ok(_) => served.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+
+    let granted = gw.config_text().replacen(
+        SALES_BOT_OPS,
+        r#"operations = ["read", "list", "create", "update", "delete"]"#,
+        1,
+    );
+    gw.swap_config(&granted);
+    eventually("the new grant", || async {
+        may_delete(&gw).await == Some(true)
+    })
+    .await;
+    sales
+        .delete_meeting(delete(first.id))
+        .await
+        .expect("allowed by the reloaded grant");
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no request in flight failed"
+    );
+    assert!(served.load(Ordering::Relaxed) > 0);
+    let applied = reloads(&gw, "allowed").await;
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].caller, "config");
+    assert_eq!(applied[0].detail, "callers changed: sales-bot");
+    // The unchanged accounts kept their tokens.
+    assert_eq!(gw.zoom.token_fetches(SALES_ZOOM_ID), 1);
+
+    // A broken file: refused, logged with the field, the grant above stays in force.
+    let broken = granted.replacen(r#""delete"]"#, r#""frobnicate"]"#, 1);
+    gw.swap_config(&broken);
+    eventually("the refusal", || async {
+        reloads(&gw, "failed").await.len() == 1
+    })
+    .await;
+    assert_eq!(may_delete(&gw).await, Some(true));
+    let refusal = &reloads(&gw, "failed").await[0];
+    assert!(
+        refusal.detail.contains("callers[1].grants[0].operations"),
+        "{refusal:?}"
+    );
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("config reload refused") && logs.contains("callers[1].grants[0].operations"),
+        "{logs}"
+    );
+
+    // Accounts are built at start: changing one takes a restart, and says so.
+    let replanned = granted.replacen(r#"plan = "business""#, r#"plan = "pro""#, 1);
+    gw.swap_config(&replanned);
+    eventually("the second refusal", || async {
+        reloads(&gw, "failed").await.len() == 2
+    })
+    .await;
+    assert!(reloads(&gw, "failed").await[0].detail.contains("restart"));
+    assert_eq!(may_delete(&gw).await, Some(true));
+    gw.stop().await;
+}
