@@ -1362,6 +1362,28 @@ domains = ["sales.x.test"]
     }
 
     #[test]
+    fn the_directory_sync_interval_is_off_or_a_minute_to_a_week() {
+        let interval = |value| {
+            let (text, _) = with_number("routing", "directory_sync_interval_secs", value);
+            Config::from_toml(&text, &env(), Path::new("."))
+                .map(|config| config.routing.directory_sync_interval)
+        };
+        assert_eq!(interval(0).unwrap(), None);
+        assert_eq!(interval(60).unwrap(), Some(Duration::from_secs(60)));
+        assert_eq!(
+            interval(604_800).unwrap(),
+            Some(Duration::from_secs(604_800))
+        );
+        for refused in [1, 59, 604_801] {
+            let error = interval(refused).unwrap_err().to_string();
+            assert!(
+                error.starts_with("routing.directory_sync_interval_secs"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn every_number_is_bounded_and_errors_name_the_field_and_range() {
         for (table, key, min, max) in NUMERIC_FIELDS {
             let (text, field) = with_number(table, key, max);

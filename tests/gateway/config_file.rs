@@ -254,7 +254,7 @@ fn check_config_never_echoes_a_secret() {
 // === every numeric field, against the real gateway ===
 
 /// Every numeric key of the file: (table, key, largest accepted value).
-const NUMERIC_FIELDS: [(&str, &str, u64); 19] = [
+const NUMERIC_FIELDS: [(&str, &str, u64); 20] = [
     ("", "request_timeout_secs", 3_600),
     ("", "zoom_timeout_secs", 3_600),
     ("", "shutdown_grace_period_secs", 3_600),
@@ -263,6 +263,7 @@ const NUMERIC_FIELDS: [(&str, &str, u64); 19] = [
     ("token", "max_cooldown_secs", 86_400),
     ("routing", "user_cache_ttl_secs", 2_592_000),
     ("routing", "negative_cache_ttl_secs", 2_592_000),
+    ("routing", "directory_sync_interval_secs", 604_800),
     ("limits", "max_connections", 1_000_000),
     ("limits", "handshake_timeout_secs", 300),
     ("limits", "idle_timeout_secs", 86_400),

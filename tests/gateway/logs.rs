@@ -1,37 +1,16 @@
 //! Logs never carry API keys, client secrets or Zoom tokens, whatever happens.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use tonic::Code;
 use zoomgate::emulator::Faults;
 
 use crate::support::*;
 
-/// Collects every log line of the test process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// Everything of the gateway, and its libraries' own chatter left out.
+const QUIET_LIBRARIES: &str = "trace,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info";
 
 #[tokio::test]
 async fn logs_carry_no_keys_secrets_or_tokens() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("trace,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info")
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start(QUIET_LIBRARIES);
 
     let gateway = TestGateway::spawn().await;
     let wrong_key = "zk_wrong_3e8d1c77";
@@ -90,7 +69,7 @@ async fn logs_carry_no_keys_secrets_or_tokens() {
     admin.get_meeting(get(1_234_567_890)).await.unwrap_err();
     gateway.stop().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("request failed"),
         "the capture works: {} bytes",
@@ -117,14 +96,7 @@ async fn logs_carry_no_keys_secrets_or_tokens() {
 
 #[tokio::test]
 async fn log_lines_of_the_request_task_and_the_token_fetch_carry_the_request_span() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("zoomgate=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start("zoomgate=debug");
     let gateway = TestGateway::spawn().await;
     let mut admin = gateway.client(ADMIN_KEY).await;
 
@@ -140,7 +112,7 @@ async fn log_lines_of_the_request_task_and_the_token_fetch_carry_the_request_spa
     );
     let meeting = response.into_inner();
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let span = "request{request_id=trace-me-42 caller=admin operation=create}";
     for message in ["fetched a zoom token", "user routed", "zoom call"] {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(message)).collect();
@@ -160,7 +132,7 @@ async fn log_lines_of_the_request_task_and_the_token_fetch_carry_the_request_spa
         .unwrap()
         .to_owned();
     assert_eq!(generated.len(), 32, "{generated}");
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(
         text.contains(&format!(
             "request{{request_id={generated} caller=admin operation=read}}"
@@ -171,13 +143,7 @@ async fn log_lines_of_the_request_task_and_the_token_fetch_carry_the_request_spa
 
 #[tokio::test]
 async fn no_admin_answer_error_or_log_line_carries_a_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("trace,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info")
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start(QUIET_LIBRARIES);
 
     let gateway = TestGateway::spawn().await;
     let mut platform = gateway.admin(PLATFORM_KEY).await;
@@ -237,7 +203,7 @@ async fn no_admin_answer_error_or_log_line_carries_a_secret() {
         accounts.contains("last_error") && accounts.contains("unavailable"),
         "the failure is shown: {accounts}"
     );
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for text in answers.iter().chain([&logs]) {
         for secret in [
             ADMIN_KEY,

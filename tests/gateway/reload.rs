@@ -1,28 +1,13 @@
 //! Live config: the watched file changes under a running gateway, ConfigMap-style.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::Code;
 use zoomgate::proto;
 
 use crate::support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const SALES_BOT_OPS: &str = r#"operations = ["read", "list", "create", "update"]"#;
 
@@ -74,13 +59,9 @@ where
 
 #[tokio::test]
 async fn grants_reload_without_a_restart_and_a_broken_file_changes_nothing() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("zoomgate=info")
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // As permissive as the other capturing tests: a thread whose filter turns a callsite off can
+    // leave tracing's per-callsite cache saying "off" for a test that runs beside it.
+    let (captured, _guard) = Captured::start("zoomgate=trace");
 
     let mut gw = TestGateway::spawn_watching().await;
     let mut sales = gw.client(SALES_KEY).await;
@@ -152,7 +133,7 @@ async fn grants_reload_without_a_restart_and_a_broken_file_changes_nothing() {
         refusal.detail.contains("callers[1].grants[0].operations"),
         "{refusal:?}"
     );
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("config reload refused") && logs.contains("callers[1].grants[0].operations"),
         "{logs}"
