@@ -86,7 +86,10 @@ pub struct Account {
     pub plan: Plan,
 }
 
-/// All configured accounts, by name; fixed for the life of the process.
+/// The accounts in force, swapped whole when a config reload changes them.
+pub type LiveAccounts = Arc<arc_swap::ArcSwap<Accounts>>;
+
+/// All configured accounts, by name: one snapshot of the config.
 #[derive(Clone, Debug, Default)]
 pub struct Accounts {
     by_name: BTreeMap<AccountName, Arc<Account>>,

@@ -15,7 +15,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, LiveAccounts};
 use crate::admin::Admin;
 use crate::config::{Config, ConfigError, Limits, TlsConfig};
 use crate::directory::Directory;
@@ -28,7 +28,7 @@ use crate::policy::LivePolicy;
 use crate::policy::{Caller, Operation};
 use crate::proto::admin_server::AdminServer;
 use crate::proto::meetings_server::MeetingsServer;
-use crate::reload::Reloader;
+use crate::reload::{Live, Reloader};
 use crate::routing::{LiveRules, ProbeCache, RouteOverrides, UserRouting};
 use crate::store::{self, Recorder, Store};
 use crate::token::TokenCache;
@@ -79,7 +79,7 @@ pub struct App {
     recorder: Arc<Recorder>,
     meetings: Meetings,
     directory_sync_interval: Option<Duration>,
-    accounts: Accounts,
+    accounts: LiveAccounts,
     rules: LiveRules,
     reloader: Option<Reloader>,
 }
@@ -120,8 +120,9 @@ impl App {
             probe_cache,
         };
         let policy: LivePolicy = Arc::new(ArcSwap::from_pointee(config.policy));
+        let accounts: LiveAccounts = Arc::new(ArcSwap::from_pointee(config.accounts));
         let meetings = Meetings::new(
-            config.accounts.clone(),
+            accounts.clone(),
             routing,
             zoom,
             tokens.clone(),
@@ -158,7 +159,7 @@ impl App {
             tls: config.tls,
             admin: AdminService::new(
                 Admin::new(
-                    config.accounts.clone(),
+                    accounts.clone(),
                     policy.clone(),
                     meetings.clone(),
                     tokens.clone(),
@@ -172,7 +173,7 @@ impl App {
             service: MeetingsService::new(meetings.clone(), config.request_timeout),
             meetings,
             directory_sync_interval: config.routing.directory_sync_interval,
-            accounts: config.accounts.clone(),
+            accounts,
             rules,
             reloader: None,
             tokens,
@@ -187,14 +188,13 @@ impl App {
         path: PathBuf,
         env: HashMap<String, String>,
     ) -> Result<(), ConfigError> {
-        self.reloader = Some(Reloader::new(
-            path,
-            env,
-            self.policy.clone(),
-            self.rules.clone(),
-            self.recorder.clone(),
-            &self.accounts,
-        )?);
+        let live = Live {
+            accounts: self.accounts.clone(),
+            tokens: self.tokens.clone(),
+            policy: self.policy.clone(),
+            rules: self.rules.clone(),
+        };
+        self.reloader = Some(Reloader::new(path, env, live, self.recorder.clone())?);
         Ok(())
     }
 

@@ -1,13 +1,14 @@
 //! Live config. The file is read again on SIGHUP and whenever its content changes, validated
-//! as at start, and its callers, grants, user groups and routing rules are swapped in at once.
+//! as at start, and its accounts, callers, grants, user groups and routing rules are swapped in
+//! together. An account whose credentials did not change keeps its token; a new one fetches its
+//! own on first use; a removed one is no longer served.
 //!
 //! - Changes are seen by reading the path every [`POLL_INTERVAL`] and comparing a hash of the
 //!   content: that follows in-place edits as well as Kubernetes' symlink swaps of a mounted
 //!   ConfigMap, without depending on file-system events.
 //! - Requests in flight keep the snapshot they started with (their caller carries its grants).
-//! - A file that does not validate is refused with a log line naming the field, and so is one
-//!   that changes the accounts: their tokens, budgets and counters are built at start, so that
-//!   takes a restart. Either way the old config stays in force.
+//! - A file that does not validate is refused with a log line naming the field, and the old
+//!   config stays in force.
 //! - Every reload, applied or refused, is audited (`config.reload`) with what changed.
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,11 +21,12 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{Accounts, Plan};
+use crate::accounts::{Accounts, LiveAccounts, Plan};
 use crate::config::{ConfigError, RawConfig, read_config_text};
 use crate::policy::{LivePolicy, RawCaller, RawUserGroup};
 use crate::routing::LiveRules;
 use crate::store::{AuditRecord, Outcome, Recorder};
+use crate::token::TokenCache;
 
 /// How often the file is read to see whether it changed.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -36,12 +38,22 @@ const AUDIT_CALLER: &str = "config";
 /// only as a hash.
 type AccountKey = (String, String, String, Plan, [u8; 32]);
 
+/// The parts of the running gateway a reload swaps.
+pub struct Live {
+    pub accounts: LiveAccounts,
+    pub tokens: TokenCache,
+    pub policy: LivePolicy,
+    pub rules: LiveRules,
+}
+
 /// Watches one config file and swaps what it may into the running gateway.
 pub struct Reloader {
     path: PathBuf,
     env: HashMap<String, String>,
     policy: LivePolicy,
     rules: LiveRules,
+    live_accounts: LiveAccounts,
+    tokens: TokenCache,
     recorder: Arc<Recorder>,
     accounts: Vec<AccountKey>,
     callers: Vec<RawCaller>,
@@ -66,20 +78,21 @@ impl Reloader {
     pub fn new(
         path: PathBuf,
         env: HashMap<String, String>,
-        policy: LivePolicy,
-        rules: LiveRules,
+        live: Live,
         recorder: Arc<Recorder>,
-        accounts: &Accounts,
     ) -> Result<Self, ConfigError> {
         let text = read_config_text(&path)?;
         let raw = RawConfig::parse(&text)?;
+        let accounts = account_keys(&live.accounts.load());
         Ok(Self {
             path,
             env,
-            policy,
-            rules,
+            policy: live.policy,
+            rules: live.rules,
+            live_accounts: live.accounts,
+            tokens: live.tokens,
             recorder,
-            accounts: account_keys(accounts),
+            accounts,
             callers: raw.callers,
             groups: raw.user_groups,
             seen: Sha256::digest(text.as_bytes()).into(),
@@ -161,22 +174,21 @@ impl Reloader {
             Ok(config) => config,
             Err(error) => return Reloaded::Refused(error.to_string()),
         };
-        if account_keys(&config.accounts) != self.accounts {
-            return Reloaded::Refused(
-                "accounts changed (added, removed, or new credentials or plan): restart the \
-                 gateway to apply them"
-                    .to_owned(),
-            );
-        }
-        let mut changes = caller_changes(&self.callers, &callers);
+        let accounts = account_keys(&config.accounts);
+        let mut changes = account_changes(&self.accounts, &accounts);
+        changes.extend(caller_changes(&self.callers, &callers));
         if groups != self.groups {
             changes.push("user groups changed".to_owned());
         }
         if config.routing.rules != **self.rules.load() {
             changes.push("routing rules changed".to_owned());
         }
+        // Accounts first: the new grants and rules may name a new account.
+        self.tokens.set_accounts(&config.accounts);
+        self.live_accounts.store(Arc::new(config.accounts));
         self.policy.store(Arc::new(config.policy));
         self.rules.store(Arc::new(config.routing.rules));
+        self.accounts = accounts;
         self.callers = callers;
         self.groups = groups;
         Reloaded::Applied(if changes.is_empty() {
@@ -203,24 +215,48 @@ fn account_keys(accounts: &Accounts) -> Vec<AccountKey> {
         .collect()
 }
 
+/// "accounts added: a; removed: b; changed: c", by name; a changed account has another Zoom
+/// account, app, secret or plan.
+fn account_changes(old: &[AccountKey], new: &[AccountKey]) -> Vec<String> {
+    let named = |keys: &[AccountKey]| -> Vec<(String, AccountKey)> {
+        keys.iter()
+            .map(|key| (key.0.clone(), key.clone()))
+            .collect()
+    };
+    changes("accounts", &named(old), &named(new))
+}
+
 /// "callers added: a; removed: b; changed: c", by name; a changed caller has other keys,
 /// identities, grants or admin role.
 fn caller_changes(old: &[RawCaller], new: &[RawCaller]) -> Vec<String> {
-    let names = |callers: &[RawCaller]| -> BTreeSet<String> {
-        callers.iter().map(|c| c.name.clone()).collect()
+    let named = |callers: &[RawCaller]| -> Vec<(String, RawCaller)> {
+        callers
+            .iter()
+            .map(|c| (c.name.clone(), c.clone()))
+            .collect()
+    };
+    changes("callers", &named(old), &named(new))
+}
+
+/// What was added, removed and changed between two lists of named things.
+fn changes<T: PartialEq>(what: &str, old: &[(String, T)], new: &[(String, T)]) -> Vec<String> {
+    let names = |list: &[(String, T)]| -> BTreeSet<String> {
+        list.iter().map(|(name, _)| name.clone()).collect()
     };
     let (before, after) = (names(old), names(new));
-    let find = |callers: &[RawCaller], name: &str| callers.iter().find(|c| c.name == name).cloned();
+    fn value<'a, T>(list: &'a [(String, T)], name: &str) -> Option<&'a T> {
+        list.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+    let changed: Vec<&String> = before
+        .intersection(&after)
+        .filter(|name| value(old, name) != value(new, name))
+        .collect();
     let list = |label: &str, set: Vec<&String>| {
         (!set.is_empty()).then(|| {
             let names: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
-            format!("callers {label}: {}", names.join(", "))
+            format!("{what} {label}: {}", names.join(", "))
         })
     };
-    let changed: Vec<&String> = before
-        .intersection(&after)
-        .filter(|name| find(old, name) != find(new, name))
-        .collect();
     [
         list("added", after.difference(&before).collect()),
         list("removed", before.difference(&after).collect()),

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -60,8 +62,9 @@ pub struct TokenCache {
 struct Inner {
     fetcher: Fetcher,
     settings: TokenSettings,
-    /// Fixed at start-up like the account table, so a plain map.
-    slots: HashMap<AccountName, Slot>,
+    /// One per configured account; replaced whole when the config's accounts change, keeping
+    /// the slots (and tokens) of the accounts that did not.
+    slots: ArcSwap<HashMap<AccountName, Arc<Slot>>>,
 }
 
 /// Where tokens come from: Zoom, or a scripted source in tests.
@@ -100,6 +103,28 @@ struct Slot {
     rejected_until: std::sync::Mutex<Option<Instant>>,
     /// What the Admin API shows of past fetches.
     history: std::sync::Mutex<FetchHistory>,
+}
+
+impl Slot {
+    fn new(account: &Arc<Account>) -> Self {
+        Slot {
+            account: Arc::clone(account),
+            current: RwLock::new(None),
+            flight: Arc::new(tokio::sync::Mutex::new(Flight::default())),
+            flights_done: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
+            rejected_streak: AtomicU32::new(0),
+            rejected_until: std::sync::Mutex::new(None),
+            history: std::sync::Mutex::new(FetchHistory::default()),
+        }
+    }
+}
+
+/// Whether a token of `old` is also one of `new`: same Zoom account, app and secret.
+fn same_credentials(old: &Account, new: &Account) -> bool {
+    old.zoom_account_id == new.zoom_account_id
+        && old.client_id == new.client_id
+        && old.client_secret.expose_secret() == new.client_secret.expose_secret()
 }
 
 /// When the last fetch ended, and the last failure, which a later success does not erase.
@@ -151,27 +176,34 @@ impl TokenCache {
     fn with_fetcher(fetcher: Fetcher, accounts: &Accounts, settings: TokenSettings) -> Self {
         let slots = accounts
             .iter()
-            .map(|account| {
-                let slot = Slot {
-                    account: Arc::clone(account),
-                    current: RwLock::new(None),
-                    flight: Arc::new(tokio::sync::Mutex::new(Flight::default())),
-                    flights_done: AtomicU64::new(0),
-                    fetches: AtomicU64::new(0),
-                    rejected_streak: AtomicU32::new(0),
-                    rejected_until: std::sync::Mutex::new(None),
-                    history: std::sync::Mutex::new(FetchHistory::default()),
-                };
-                (account.name.clone(), slot)
-            })
+            .map(|account| (account.name.clone(), Arc::new(Slot::new(account))))
             .collect();
         Self {
             inner: Arc::new(Inner {
                 fetcher,
                 settings,
-                slots,
+                slots: ArcSwap::from_pointee(slots),
             }),
         }
+    }
+
+    /// Serves `accounts` from now on. An account whose credentials did not change keeps its
+    /// slot: its token, failure state and counters; a new or changed one starts empty.
+    pub fn set_accounts(&self, accounts: &Accounts) {
+        let old = self.inner.slots.load();
+        let slots = accounts
+            .iter()
+            .map(|account| {
+                let kept = old
+                    .get(&account.name)
+                    .filter(|slot| same_credentials(&slot.account, account));
+                let slot = kept
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Slot::new(account)));
+                (account.name.clone(), slot)
+            })
+            .collect();
+        self.inner.slots.store(Arc::new(slots));
     }
 
     /// Returns a token of `account` valid for at least the margin, fetching one if needed.
@@ -218,7 +250,7 @@ impl TokenCache {
         let fetch = async move {
             let mut flight = flight;
             let slot = this.slot(&account)?;
-            this.fetch(slot, &mut flight).await
+            this.fetch(&slot, &mut flight).await
         };
         tokio::spawn(fetch.instrument(tracing::Span::current()))
             .await
@@ -374,10 +406,12 @@ impl TokenCache {
         }
     }
 
-    fn slot(&self, account: &AccountName) -> Result<&Slot, TokenError> {
+    fn slot(&self, account: &AccountName) -> Result<Arc<Slot>, TokenError> {
         self.inner
             .slots
+            .load()
             .get(account)
+            .cloned()
             .ok_or_else(|| TokenError::UnknownAccount(account.clone()))
     }
 
@@ -475,7 +509,7 @@ fn later(now: Instant, by: Duration) -> Instant {
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCache")
-            .field("accounts", &self.inner.slots.len())
+            .field("accounts", &self.inner.slots.load().len())
             .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
     }
@@ -960,7 +994,7 @@ mod tests {
         zoom_accepts.store(true, Ordering::SeqCst);
         call().await.expect("zoom accepts tokens again");
         assert_eq!(
-            cache.inner.slots[&sales()]
+            cache.inner.slots.load()[&sales()]
                 .rejected_streak
                 .load(Ordering::SeqCst),
             0

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::accounts::{AccountName, Accounts, Plan};
+use crate::accounts::{AccountName, LiveAccounts, Plan};
 use crate::error::{AdminObject, Error, TargetKind};
 use crate::meetings::{
     Meetings, RequestContext, RequestCounts, RequestId, SyncReport, UserRef, validate,
@@ -77,7 +77,7 @@ pub struct Admin {
 }
 
 struct Inner {
-    accounts: Accounts,
+    accounts: LiveAccounts,
     policy: LivePolicy,
     meetings: Meetings,
     tokens: TokenCache,
@@ -87,7 +87,7 @@ struct Inner {
 
 impl Admin {
     pub fn new(
-        accounts: Accounts,
+        accounts: LiveAccounts,
         policy: LivePolicy,
         meetings: Meetings,
         tokens: TokenCache,
@@ -108,9 +108,8 @@ impl Admin {
 
     pub fn list_accounts(&self, cx: &AdminContext) -> Result<Vec<AccountView>, Error> {
         require(&cx.caller, AdminRole::Read)?;
-        Ok(self
-            .inner
-            .accounts
+        let accounts = self.inner.accounts.load();
+        Ok(accounts
             .names()
             .filter_map(|name| self.account_view(name))
             .collect())
@@ -118,15 +117,16 @@ impl Admin {
 
     pub fn get_account(&self, cx: &AdminContext, name: &str) -> Result<AccountView, Error> {
         require(&cx.caller, AdminRole::Read)?;
-        self.inner
-            .accounts
+        let accounts = self.inner.accounts.load();
+        accounts
             .find(name)
             .and_then(|account| self.account_view(&account.name))
             .ok_or_else(|| not_found(AdminObject::Account, name))
     }
 
     fn account_view(&self, name: &AccountName) -> Option<AccountView> {
-        let account = self.inner.accounts.get(name)?;
+        let accounts = self.inner.accounts.load();
+        let account = accounts.get(name)?;
         let meetings = &self.inner.meetings;
         Some(AccountView {
             name: name.clone(),
@@ -168,6 +168,7 @@ impl Admin {
         let account = self
             .inner
             .accounts
+            .load()
             .find(account)
             .map(|account| account.name.clone())
             .ok_or_else(|| not_found(AdminObject::Account, account))?;

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::accounts::{AccountName, Accounts};
+use crate::accounts::{AccountName, LiveAccounts};
 use crate::error::{Error, TargetKind};
 use crate::policy::Caller;
 use crate::routing::{UserLocation, UserRouting};
@@ -125,7 +125,7 @@ pub struct Meetings {
 }
 
 struct Inner {
-    accounts: Accounts,
+    accounts: LiveAccounts,
     routing: UserRouting,
     upstream: Upstream,
     recorder: Arc<Recorder>,
@@ -142,7 +142,7 @@ struct Inner {
 
 impl Meetings {
     pub fn new(
-        accounts: Accounts,
+        accounts: LiveAccounts,
         routing: UserRouting,
         zoom: ZoomClient,
         tokens: TokenCache,
@@ -151,8 +151,8 @@ impl Meetings {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                probes: Probes::new(&accounts),
-                outcomes: OutcomeCounts::new(&accounts),
+                probes: Probes::new(&accounts.load()),
+                outcomes: OutcomeCounts::new(&accounts.load()),
                 sync: tokio::sync::Mutex::new(None),
                 accounts,
                 routing,

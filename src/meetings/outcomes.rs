@@ -1,7 +1,8 @@
 //! How the requests routed to each account ended since start, for the Admin API's accounts view.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
 
 use crate::accounts::{AccountName, Accounts};
 use crate::store::Outcome;
@@ -15,9 +16,9 @@ pub struct RequestCounts {
     pub unknown: u64,
 }
 
-/// Counters per account, fixed at start-up like the account table.
+/// Counters per account since start; an account added by a reload starts at zero.
 pub(super) struct OutcomeCounts {
-    by_account: HashMap<AccountName, [AtomicU64; 4]>,
+    by_account: DashMap<AccountName, [AtomicU64; 4]>,
 }
 
 impl OutcomeCounts {
@@ -33,6 +34,8 @@ impl OutcomeCounts {
     pub(super) fn count(&self, account: &str, outcome: Outcome) {
         if let Some(counters) = self.by_account.get(account) {
             counters[slot(outcome)].fetch_add(1, Ordering::Relaxed);
+        } else if let Ok(name) = AccountName::parse(account) {
+            self.by_account.entry(name).or_default()[slot(outcome)].fetch_add(1, Ordering::Relaxed);
         }
     }
 

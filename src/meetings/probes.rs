@@ -12,7 +12,6 @@
 //! probe is held for one of its account's recent probe times, drawn at random, so held answers
 //! spread as real ones do.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,8 +35,8 @@ const MAX_HOLD: Duration = Duration::from_secs(5);
 const RECENT_PROBES: usize = 64;
 
 pub(super) struct Probes {
-    /// Fixed at start-up like the account table.
-    times: HashMap<AccountName, AccountProbeTimes>,
+    /// Per account; an account added by a reload starts with none.
+    times: DashMap<AccountName, AccountProbeTimes>,
     /// Until when, and with which error, probes of that kind into that account fail.
     failing: DashMap<(AccountName, TargetKind), (Instant, Error)>,
 }
@@ -63,9 +62,11 @@ impl Probes {
     ) {
         match answer {
             Ok(_) | Err(Error::NotFound { .. }) => {
-                if let Some(times) = self.times.get(account) {
-                    times.of(kind).record(asked.elapsed());
-                }
+                self.times
+                    .entry(account.clone())
+                    .or_default()
+                    .of(kind)
+                    .record(asked.elapsed());
                 self.failing.remove(&(account.clone(), kind));
             }
             Err(error) => {
@@ -112,8 +113,10 @@ impl Probes {
         accounts
             .iter()
             .filter(|account| !failing(account))
-            .filter_map(|account| self.times.get(*account))
-            .map(|times| times.of(kind).draw())
+            .map(|account| match self.times.get(*account) {
+                Some(times) => times.of(kind).draw(),
+                None => AccountProbeTimes::default().of(kind).draw(),
+            })
             .sum::<Duration>()
             .min(MAX_HOLD)
     }

@@ -58,14 +58,20 @@ impl Meetings {
                 (record, Some(meeting), RouteSource::Probe)
             }
         };
-        let account = self
+        let Some(account) = self
             .inner
             .accounts
+            .load()
             .get(&record.account)
             .map(|a| a.name.clone())
-            .ok_or_else(|| {
-                Error::Internal(format!("ledger names unknown account `{}`", record.account))
-            })?;
+        else {
+            // Its account left the config (a reload): the gateway cannot reach the meeting.
+            tracing::warn!(account = %record.account, "the ledger names an account no longer configured");
+            return Err(Error::NotFound {
+                kind: TargetKind::Meeting,
+                id: meeting_id.to_string(),
+            });
+        };
         tracing::debug!(%account, %source, "meeting routed");
         audit.account = Some(account.to_string());
         audit.user = Some(record.host_email.clone());

@@ -43,7 +43,8 @@ impl Meetings {
         let mut last = self.inner.sync.lock().await;
         let started_at = Utc::now();
         let mut accounts = Vec::new();
-        for account in self.inner.accounts.names() {
+        let snapshot = self.inner.accounts.load_full();
+        for account in snapshot.names() {
             let outcome = match self.read_users(cx, account).await {
                 Ok(users) => self.keep_users(account, users).await,
                 Err(error) => Err(error),

@@ -42,6 +42,17 @@ async fn reloads(gw: &TestGateway, outcome: &str) -> Vec<proto::AuditRecord> {
         .records
 }
 
+async fn account_count(gw: &TestGateway) -> usize {
+    gw.admin(AUDITOR_KEY)
+        .await
+        .list_accounts(proto::ListAccountsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts
+        .len()
+}
+
 /// Waits (bounded) until `done` holds.
 async fn eventually<F, Fut>(what: &str, done: F)
 where
@@ -58,7 +69,7 @@ where
 }
 
 #[tokio::test]
-async fn grants_reload_without_a_restart_and_a_broken_file_changes_nothing() {
+async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_nothing() {
     // As permissive as the other capturing tests: a thread whose filter turns a callsite off can
     // leave tracing's per-callsite cache saying "off" for a test that runs beside it.
     let (captured, _guard) = Captured::start("zoomgate=trace");
@@ -139,14 +150,46 @@ async fn grants_reload_without_a_restart_and_a_broken_file_changes_nothing() {
         "{logs}"
     );
 
-    // Accounts are built at start: changing one takes a restart, and says so.
-    let replanned = granted.replacen(r#"plan = "business""#, r#"plan = "pro""#, 1);
-    gw.swap_config(&replanned);
-    eventually("the second refusal", || async {
-        reloads(&gw, "failed").await.len() == 2
+    // Accounts reload too: a removed one is no longer served, one that comes back fetches its
+    // own token, and the others keep theirs.
+    let limited_table = granted
+        .find("[[accounts]]\nname = \"acme-limited\"")
+        .expect("the limited account's table");
+    let limited_end = limited_table + granted[limited_table..].find("\n\n").unwrap();
+    let without_limited = format!("{}{}", &granted[..limited_table], &granted[limited_end..]);
+    gw.swap_config(&without_limited);
+    eventually("the account removal", || async {
+        reloads(&gw, "allowed").await.len() == 2
     })
     .await;
-    assert!(reloads(&gw, "failed").await[0].detail.contains("restart"));
-    assert_eq!(may_delete(&gw).await, Some(true));
+    assert_eq!(
+        reloads(&gw, "allowed").await[0].detail,
+        "accounts removed: acme-limited; routing rules changed"
+    );
+    assert_eq!(account_count(&gw).await, 2);
+    let mut admin = gw.client(ADMIN_KEY).await;
+    gw.swap_config(&granted.replacen(r#"plan = "business""#, r#"plan = "pro""#, 1));
+    eventually("the account's return", || async {
+        reloads(&gw, "allowed").await.len() == 3
+    })
+    .await;
+    assert_eq!(
+        reloads(&gw, "allowed").await[0].detail,
+        "accounts added: acme-limited; accounts changed: acme-support; routing rules changed"
+    );
+    assert_eq!(account_count(&gw).await, 3);
+    // Served: the call reaches Zoom with the account's token, and Zoom answers for the app
+    // (which may read meetings but not list them).
+    let answer = admin
+        .list_meetings(list_for("gina@limited.test"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&answer), "ZOOM_SCOPE_MISSING");
+    assert_eq!(gw.zoom.token_fetches(LIMITED_ZOOM_ID), 1);
+    assert_eq!(
+        gw.zoom.token_fetches(SALES_ZOOM_ID),
+        1,
+        "sales kept its token"
+    );
     gw.stop().await;
 }
