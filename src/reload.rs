@@ -58,6 +58,9 @@ pub struct Reloader {
     accounts: Vec<AccountKey>,
     callers: Vec<RawCaller>,
     groups: Vec<RawUserGroup>,
+    /// Registered when the reloader is made, so that a SIGHUP from then on (the default action
+    /// would end the process) is taken as a reload.
+    hangups: Option<tokio::signal::unix::Signal>,
     /// Hash of the content last read, applied or not: a refused file is not retried until it
     /// changes again (or SIGHUP asks).
     seen: [u8; 32],
@@ -74,7 +77,7 @@ pub enum Reloaded {
 
 impl Reloader {
     /// Starts from the file as it is now, which is what the gateway was built from; secrets
-    /// come from `env` at every reload.
+    /// come from `env` at every reload. Must be called within a Tokio runtime.
     pub fn new(
         path: PathBuf,
         env: HashMap<String, String>,
@@ -84,7 +87,13 @@ impl Reloader {
         let text = read_config_text(&path)?;
         let raw = RawConfig::parse(&text)?;
         let accounts = account_keys(&live.accounts.load());
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .inspect_err(|error| {
+                tracing::warn!(%error, "no SIGHUP handler; the config file is still watched");
+            })
+            .ok();
         Ok(Self {
+            hangups,
             path,
             env,
             policy: live.policy,
@@ -101,14 +110,7 @@ impl Reloader {
 
     /// Reloads on SIGHUP and when the file changes, until `stopping`.
     pub async fn run(mut self, stopping: CancellationToken) {
-        let mut hangups =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(signal) => Some(signal),
-                Err(error) => {
-                    tracing::warn!(%error, "no SIGHUP handler; the config file is still watched");
-                    None
-                }
-            };
+        let mut hangups = self.hangups.take();
         let mut ticks = tokio::time::interval(POLL_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -112,10 +112,6 @@ async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_
         may_delete(&gw).await == Some(true)
     })
     .await;
-    sales
-        .delete_meeting(delete(first.id))
-        .await
-        .expect("allowed by the reloaded grant");
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     assert_eq!(
@@ -124,6 +120,11 @@ async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_
         "no request in flight failed"
     );
     assert!(served.load(Ordering::Relaxed) > 0);
+    // The load read this meeting: it goes only now that the load stopped.
+    sales
+        .delete_meeting(delete(first.id))
+        .await
+        .expect("allowed by the reloaded grant");
     let applied = reloads(&gw, "allowed").await;
     assert_eq!(applied.len(), 1);
     assert_eq!(applied[0].caller, "config");
@@ -192,4 +193,24 @@ async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_
         "sales kept its token"
     );
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_file_even_when_it_did_not_change() {
+    let zoom =
+        zoomgate::emulator::Emulator::start(emulator_config(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let config = crate::process::config_file(&zoom, "");
+    let process = crate::process::GatewayProcess::start(&config);
+    // Unchanged content is never reloaded by the watch; only the signal forces it.
+    process.hang_up();
+    eventually("the reload on SIGHUP", || async {
+        !process.logs_containing("config reloaded").is_empty()
+    })
+    .await;
+    let line = &process.logs_containing("config reloaded")[0];
+    assert!(line.contains("nothing changed"), "{line}");
+    drop(process);
+    zoom.shutdown().await;
 }
