@@ -268,7 +268,10 @@ impl Meetings {
             email: email.to_owned(),
         };
         if let UserRef::Email(email) = user {
-            if let Some(account) = self.inner.routing.overrides.get(email) {
+            // An override to an account a reload removed is not followed; the sync reports it.
+            if let Some(account) = self.inner.routing.overrides.get(email)
+                && self.inner.accounts.load().get(&account).is_some()
+            {
                 return Some((at(account, email), RouteSource::Override));
             }
             if let Some(rule) = self.inner.routing.rules.load().rule_for(email) {

@@ -158,6 +158,15 @@ async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_
         .expect("the limited account's table");
     let limited_end = limited_table + granted[limited_table..].find("\n\n").unwrap();
     let without_limited = format!("{}{}", &granted[..limited_table], &granted[limited_end..]);
+    gw.admin(PLATFORM_KEY)
+        .await
+        .put_route(proto::PutRouteRequest {
+            user_email: "frank@partner.test".into(),
+            account: "acme-limited".into(),
+            force: true,
+        })
+        .await
+        .unwrap();
     gw.swap_config(&without_limited);
     eventually("the account removal", || async {
         reloads(&gw, "allowed").await.len() == 2
@@ -168,6 +177,23 @@ async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_
         "accounts removed: acme-limited; routing rules changed"
     );
     assert_eq!(account_count(&gw).await, 2);
+    // The route to the removed account is no longer followed.
+    let frank = gw
+        .admin(AUDITOR_KEY)
+        .await
+        .explain(proto::ExplainRequest {
+            caller: "admin".into(),
+            target: Some(proto::explain_request::Target::UserEmail(
+                "frank@partner.test".into(),
+            )),
+            operation: proto::Operation::Read.into(),
+            probe: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(frank.source(), proto::explanation::Source::ProbeNeeded);
+    assert_eq!(frank.probe_accounts, ["acme-sales", "acme-support"]);
     let mut admin = gw.client(ADMIN_KEY).await;
     gw.swap_config(&granted.replacen(r#"plan = "business""#, r#"plan = "pro""#, 1));
     eventually("the account's return", || async {
