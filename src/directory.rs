@@ -62,6 +62,14 @@ impl Directory {
         }
     }
 
+    /// The accounts that list at least one user.
+    pub fn accounts(&self) -> BTreeSet<AccountName> {
+        self.by_email
+            .iter()
+            .flat_map(|entry| entry.value().keys().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
     /// Forgets that `account` lists `email`: Zoom said the user is not there (it moved).
     pub fn forget(&self, email: &str, account: &AccountName) {
         if let Some(mut accounts) = self.by_email.get_mut(email) {

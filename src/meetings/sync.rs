@@ -58,6 +58,14 @@ impl Meetings {
                 error: outcome.err().map(|error| error.public_message()),
             });
         }
+        // Accounts a reload removed list nobody any more.
+        for gone in self.inner.routing.directory.accounts() {
+            if snapshot.get(&gone).is_none()
+                && let Err(error) = self.keep_users(&gone, Vec::new()).await
+            {
+                tracing::warn!(account = %gone, %error, "directory sync could not drop a removed account");
+            }
+        }
         let routing = &self.inner.routing;
         let conflicts = routing
             .directory

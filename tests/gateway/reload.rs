@@ -194,6 +194,22 @@ async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_
         .into_inner();
     assert_eq!(frank.source(), proto::explanation::Source::ProbeNeeded);
     assert_eq!(frank.probe_accounts, ["acme-sales", "acme-support"]);
+    let report = gw
+        .admin(PLATFORM_KEY)
+        .await
+        .sync_directory(proto::SyncDirectoryRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let conflicts: Vec<(&str, &str)> = report
+        .conflicts
+        .iter()
+        .map(|c| (c.kind.as_str(), c.user_email.as_str()))
+        .collect();
+    assert_eq!(
+        conflicts,
+        [("ROUTE_CONTRADICTS_ZOOM", "frank@partner.test")]
+    );
     let mut admin = gw.client(ADMIN_KEY).await;
     gw.swap_config(&granted.replacen(r#"plan = "business""#, r#"plan = "pro""#, 1));
     eventually("the account's return", || async {
