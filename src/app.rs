@@ -366,8 +366,8 @@ async fn sync_directory_every(
     }
 }
 
-/// Reads every route override of the store into memory; one to an account the config no
-/// longer has is left out, with a warning, until the account is back or the route is deleted.
+/// Reads every route override of the store into memory. One to an account the config does
+/// not have is kept, with a warning: routing skips it until a reload brings the account back.
 async fn load_overrides(
     store: &dyn Store,
     accounts: &Accounts,
@@ -380,11 +380,10 @@ async fn load_overrides(
         let full = page.len() == PAGE as usize;
         after = page.last().map(|route| route.email.clone());
         for route in page {
-            if accounts.get(&route.account).is_some() {
-                overrides.set(route.email, route.account);
-            } else {
-                tracing::warn!(account = %route.account, "a route override names an account the config does not have; ignored");
+            if accounts.get(&route.account).is_none() {
+                tracing::warn!(account = %route.account, "a route override names an account the config does not have; not followed");
             }
+            overrides.set(route.email, route.account);
         }
         if !full {
             return Ok(overrides);

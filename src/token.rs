@@ -245,11 +245,10 @@ impl TokenCache {
         // The fetch runs in a task of its own: a request that gives up (deadline, disconnect)
         // must not cancel the fetch that every request behind it waits for. It logs in the span
         // of the request that started it.
+        // The slot whose flight lock is held, even if a reload replaced it meanwhile.
         let this = self.clone();
-        let account = account.clone();
         let fetch = async move {
             let mut flight = flight;
-            let slot = this.slot(&account)?;
             this.fetch(&slot, &mut flight).await
         };
         tokio::spawn(fetch.instrument(tracing::Span::current()))

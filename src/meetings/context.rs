@@ -58,6 +58,11 @@ impl RequestContext {
         self.change_sent.store(true, Ordering::Relaxed);
     }
 
+    /// Zoom refused the change it was sent without applying it (the user is not there).
+    pub(super) fn note_change_refused(&self) {
+        self.change_sent.store(false, Ordering::Relaxed);
+    }
+
     pub(super) fn change_sent(&self) -> bool {
         self.change_sent.load(Ordering::Relaxed)
     }

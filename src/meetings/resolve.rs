@@ -278,13 +278,15 @@ impl Meetings {
                 let source = RouteSource::ConfigRule(rule.place.clone());
                 return Some((at(rule.account.clone(), email), source));
             }
-            // What Zoom said since the sync (the user is not there any more) beats the sync.
+            // What Zoom said since the sync (the user is not there any more) beats the sync,
+            // and so does a reload that removed the account.
             if let Some(listed) = self.inner.routing.directory.locate(email)
                 && !self
                     .inner
                     .routing
                     .probe_cache
                     .known_absent(email, &listed.account)
+                && self.inner.accounts.load().get(&listed.account).is_some()
             {
                 return Some((listed, RouteSource::Directory));
             }
@@ -303,6 +305,8 @@ impl Meetings {
         failed: &UserLocation,
         progress: &mut Progress,
     ) -> Result<Option<UserLocation>, Error> {
+        // Zoom's "no such user" applied nothing: what follows must not count as a change sent.
+        cx.note_change_refused();
         self.user_left(user, &failed.account);
         let again = self.resolve_user(cx, user, progress).await?;
         Ok((again.account != failed.account).then_some(again))
