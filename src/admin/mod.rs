@@ -83,6 +83,9 @@ struct Inner {
     tokens: TokenCache,
     store: Arc<dyn Store>,
     overrides: Arc<RouteOverrides>,
+    /// Held across a route's store write and its in-memory update, so that two admins changing
+    /// routes at once leave memory as the store is. Route changes are rare.
+    route_changes: tokio::sync::Mutex<()>,
 }
 
 impl Admin {
@@ -102,6 +105,7 @@ impl Admin {
                 tokens,
                 store,
                 overrides,
+                route_changes: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -191,6 +195,7 @@ impl Admin {
         };
         let mut record = admin_record(cx, operation, Some(&account), &email);
         record.detail = force.then(|| "forced: not checked in zoom".to_owned());
+        let _one_at_a_time = self.inner.route_changes.lock().await;
         let before = self
             .inner
             .store
@@ -210,6 +215,7 @@ impl Admin {
         self.audit_denial(cx, operation, require(&cx.caller, AdminRole::Write))
             .await?;
         let email = route_email(email)?;
+        let _one_at_a_time = self.inner.route_changes.lock().await;
         let existing = self
             .inner
             .store
