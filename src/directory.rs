@@ -82,28 +82,27 @@ impl Directory {
     /// Everything in the directory that contradicts itself, the rules or the overrides.
     pub fn conflicts(&self, rules: &RoutingRules, overrides: &RouteOverrides) -> Vec<Conflict> {
         let mut conflicts = Vec::new();
-        let mut emails: Vec<String> = self.by_email.iter().map(|e| e.key().clone()).collect();
-        emails.sort();
-        for email in &emails {
-            let Some(listed) = self.by_email.get(email) else {
-                continue;
-            };
-            let found: BTreeSet<AccountName> = listed.keys().cloned().collect();
-            drop(listed);
+        let mut listed: Vec<(String, Vec<AccountName>)> = self
+            .by_email
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().keys().cloned().collect()))
+            .collect();
+        listed.sort();
+        for (email, found) in listed {
             if found.len() > 1 {
                 conflicts.push(Conflict::InSeveralAccounts {
                     email: email.clone(),
-                    accounts: found.iter().cloned().collect(),
+                    accounts: found.clone(),
                 });
             }
-            if let Some(rule) = rules.rule_for(email)
+            if let Some(rule) = rules.rule_for(&email)
                 && !found.contains(&rule.account)
             {
                 conflicts.push(Conflict::RuleElsewhere {
-                    email: email.clone(),
+                    email,
                     place: rule.place.to_string(),
                     rule_account: rule.account.clone(),
-                    found: found.iter().cloned().collect(),
+                    found,
                 });
             }
         }

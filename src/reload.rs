@@ -55,7 +55,6 @@ pub struct Reloader {
     live_accounts: LiveAccounts,
     tokens: TokenCache,
     recorder: Arc<Recorder>,
-    accounts: Vec<AccountKey>,
     callers: Vec<RawCaller>,
     groups: Vec<RawUserGroup>,
     /// Registered when the reloader is made, so that a SIGHUP from then on (the default action
@@ -64,15 +63,6 @@ pub struct Reloader {
     /// Hash of the content last read, applied or not: a refused file is not retried until it
     /// changes again (or SIGHUP asks).
     seen: [u8; 32],
-}
-
-/// What a reload did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Reloaded {
-    /// The new snapshot is in force; the text says what changed.
-    Applied(String),
-    /// The old snapshot stays.
-    Refused(String),
 }
 
 impl Reloader {
@@ -86,7 +76,6 @@ impl Reloader {
     ) -> Result<Self, ConfigError> {
         let text = read_config_text(&path)?;
         let raw = RawConfig::parse(&text)?;
-        let accounts = account_keys(&live.accounts.load());
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .inspect_err(|error| {
                 tracing::warn!(%error, "no SIGHUP handler; the config file is still watched");
@@ -101,7 +90,6 @@ impl Reloader {
             live_accounts: live.accounts,
             tokens: live.tokens,
             recorder,
-            accounts,
             callers: raw.callers,
             groups: raw.user_groups,
             seen: Sha256::digest(text.as_bytes()).into(),
@@ -124,29 +112,28 @@ impl Reloader {
     }
 
     /// Reads the file and reloads it if it changed, or if `forced`.
-    pub async fn check(&mut self, forced: bool) -> Option<Reloaded> {
+    async fn check(&mut self, forced: bool) {
         let text = match read_config_text(&self.path) {
             Ok(text) => text,
             Err(error) => {
                 // A ConfigMap mid-swap can be briefly absent; the next tick reads it again.
                 tracing::warn!(%error, "config file not readable; the old config stays");
-                return None;
+                return;
             }
         };
         let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         if hash == self.seen && !forced {
-            return None;
+            return;
         }
         self.seen = hash;
-        let reloaded = self.reload(&text);
-        let (outcome, detail) = match &reloaded {
-            Reloaded::Applied(changes) => {
+        let (outcome, detail) = match self.reload(&text) {
+            Ok(changes) => {
                 tracing::info!(changes = %changes, "config reloaded");
-                (Outcome::Allowed, changes.clone())
+                (Outcome::Allowed, changes)
             }
-            Reloaded::Refused(why) => {
+            Err(why) => {
                 tracing::error!(error = %why, "config reload refused; the old config stays in force");
-                (Outcome::Failed, why.clone())
+                (Outcome::Failed, why)
             }
         };
         self.recorder
@@ -162,22 +149,18 @@ impl Reloader {
                 detail: Some(detail),
             })
             .await;
-        Some(reloaded)
     }
 
-    fn reload(&mut self, text: &str) -> Reloaded {
-        let raw = match RawConfig::parse(text) {
-            Ok(raw) => raw,
-            Err(error) => return Reloaded::Refused(error.to_string()),
-        };
+    /// Swaps in the snapshot `text` describes; says what changed, or why the old one stays.
+    fn reload(&mut self, text: &str) -> Result<String, String> {
+        let raw = RawConfig::parse(text).map_err(|error| error.to_string())?;
         let (callers, groups) = (raw.callers.clone(), raw.user_groups.clone());
         let base = self.path.parent().unwrap_or(std::path::Path::new("."));
-        let config = match raw.validate(&self.env, base) {
-            Ok(config) => config,
-            Err(error) => return Reloaded::Refused(error.to_string()),
-        };
-        let accounts = account_keys(&config.accounts);
-        let mut changes = account_changes(&self.accounts, &accounts);
+        let config = raw
+            .validate(&self.env, base)
+            .map_err(|error| error.to_string())?;
+        let before = account_keys(&self.live_accounts.load());
+        let mut changes = account_changes(&before, &account_keys(&config.accounts));
         changes.extend(caller_changes(&self.callers, &callers));
         if groups != self.groups {
             changes.push("user groups changed".to_owned());
@@ -190,10 +173,9 @@ impl Reloader {
         self.live_accounts.store(Arc::new(config.accounts));
         self.policy.store(Arc::new(config.policy));
         self.rules.store(Arc::new(config.routing.rules));
-        self.accounts = accounts;
         self.callers = callers;
         self.groups = groups;
-        Reloaded::Applied(if changes.is_empty() {
+        Ok(if changes.is_empty() {
             "nothing changed".to_owned()
         } else {
             changes.join("; ")

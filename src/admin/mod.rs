@@ -45,6 +45,23 @@ pub struct Page<T> {
     pub next_page_token: String,
 }
 
+impl<T> Page<T> {
+    /// A page from up to `size + 1` items read: the one past the page only tells that another
+    /// page follows, and `token_of` the last item kept names where it starts.
+    fn of(mut items: Vec<T>, size: u32, token_of: impl Fn(&T) -> String) -> Self {
+        let next_page_token = if items.len() > size as usize {
+            items.truncate(size as usize);
+            items.last().map(token_of).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Self {
+            items,
+            next_page_token,
+        }
+    }
+}
+
 /// What an explain request asks.
 #[derive(Clone, Debug)]
 pub struct ExplainQuery {
@@ -248,22 +265,13 @@ impl Admin {
             .transpose()
             .map_err(|_| Error::invalid("page_token", "is not a token this listing gave"))?;
         // One more than the page, to know whether another page follows.
-        let mut routes = self
+        let routes = self
             .inner
             .store
             .routes(after.as_deref(), size + 1)
             .await
             .map_err(store_error)?;
-        let next_page_token = if routes.len() > size as usize {
-            routes.truncate(size as usize);
-            routes.last().map(|r| r.email.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Page {
-            items: routes,
-            next_page_token,
-        })
+        Ok(Page::of(routes, size, |r| r.email.clone()))
     }
 
     /// Explains `query` from what the gateway holds; asks Zoom only if `query.probe`.
@@ -361,20 +369,10 @@ impl Admin {
             .then(|| parse_audit_token(page_token))
             .transpose()?;
         filter.limit = Some(size + 1);
-        let mut records = self.inner.store.audit(&filter).await.map_err(store_error)?;
-        let next_page_token = if records.len() > size as usize {
-            records.truncate(size as usize);
-            records
-                .last()
-                .map(|r| format!("{}.{}", r.at.timestamp_millis(), r.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Page {
-            items: records,
-            next_page_token,
-        })
+        let records = self.inner.store.audit(&filter).await.map_err(store_error)?;
+        Ok(Page::of(records, size, |r| {
+            format!("{}.{}", r.at.timestamp_millis(), r.id)
+        }))
     }
 
     /// Syncs the directory now; audited with the admin's name and what it found.

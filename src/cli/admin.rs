@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{EXIT_USAGE, ServerArgs, json_out, print_status};
+use super::{AuditFilterArgs, EXIT_USAGE, ServerArgs, json_out, print_status};
 use crate::admin::explain::{self, ExplainTarget};
 use crate::config::Config;
 use crate::grpc::admin::{explanation_proto, operation_proto};
@@ -103,26 +103,8 @@ fn parse_operation(name: &str) -> Result<Operation, String> {
 
 #[derive(Debug, Args)]
 struct AuditQuery {
-    #[arg(long)]
-    caller: Option<String>,
-    /// e.g. meetings.create, admin.put_route
-    #[arg(long)]
-    operation: Option<String>,
-    #[arg(long)]
-    account: Option<String>,
-    #[arg(long)]
-    user: Option<String>,
-    #[arg(long)]
-    meeting_id: Option<i64>,
-    /// allowed, denied, failed or unknown.
-    #[arg(long)]
-    outcome: Option<String>,
-    /// Only records at or after this time (RFC 3339).
-    #[arg(long)]
-    since: Option<DateTime<Utc>>,
-    /// Only records before this time (RFC 3339).
-    #[arg(long)]
-    until: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    filter: AuditFilterArgs,
     #[arg(long)]
     page_size: Option<i32>,
     #[arg(long)]
@@ -291,15 +273,16 @@ fn audit_request(query: AuditQuery) -> proto::ListAuditRequest {
             nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
         })
     };
+    let filter = query.filter.into_filter();
     proto::ListAuditRequest {
-        caller: query.caller.unwrap_or_default(),
-        operation: query.operation.unwrap_or_default(),
-        account: query.account.unwrap_or_default(),
-        user: query.user.unwrap_or_default(),
-        meeting_id: query.meeting_id.unwrap_or_default(),
-        outcome: query.outcome.unwrap_or_default(),
-        since: timestamp(query.since),
-        until: timestamp(query.until),
+        caller: filter.caller.unwrap_or_default(),
+        operation: filter.operation.unwrap_or_default(),
+        account: filter.account.unwrap_or_default(),
+        user: filter.user.unwrap_or_default(),
+        meeting_id: filter.meeting_id.unwrap_or_default(),
+        outcome: filter.outcome.map(|o| o.to_string()).unwrap_or_default(),
+        since: timestamp(filter.since),
+        until: timestamp(filter.until),
         page_size: query.page_size.unwrap_or_default(),
         page_token: query.page_token.unwrap_or_default(),
     }

@@ -698,9 +698,21 @@ struct AuditArgs {
     /// A store location, e.g. sqlite:zoomgate.db.
     #[arg(long)]
     store: Option<String>,
+    #[command(flatten)]
+    filter: AuditFilterArgs,
+    /// Most records to print (newest first).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+/// What audit records to show, for `zoomgate audit` and `zoomgate admin audit` alike.
+#[derive(Debug, Args)]
+struct AuditFilterArgs {
     #[arg(long)]
     caller: Option<String>,
-    /// e.g. meetings.create
+    /// e.g. meetings.create, admin.put_route, config.reload
     #[arg(long)]
     operation: Option<String>,
     #[arg(long)]
@@ -718,11 +730,22 @@ struct AuditArgs {
     /// Only records before this time (RFC 3339).
     #[arg(long)]
     until: Option<DateTime<Utc>>,
-    /// Most records to print (newest first).
-    #[arg(long, default_value_t = 100)]
-    limit: u32,
-    #[arg(long)]
-    json: bool,
+}
+
+impl AuditFilterArgs {
+    fn into_filter(self) -> AuditFilter {
+        AuditFilter {
+            caller: self.caller,
+            operation: self.operation,
+            account: self.account,
+            user: self.user,
+            meeting_id: self.meeting_id,
+            outcome: self.outcome,
+            since: self.since,
+            until: self.until,
+            ..AuditFilter::default()
+        }
+    }
 }
 
 async fn audit(args: AuditArgs) -> ExitCode {
@@ -748,16 +771,8 @@ async fn audit(args: AuditArgs) -> ExitCode {
         }
     };
     let filter = AuditFilter {
-        caller: args.caller,
-        operation: args.operation,
-        account: args.account,
-        user: args.user,
-        meeting_id: args.meeting_id,
-        outcome: args.outcome,
-        since: args.since,
-        until: args.until,
-        after: None,
         limit: Some(args.limit),
+        ..args.filter.into_filter()
     };
     match store.audit(&filter).await {
         Ok(records) => {

@@ -237,6 +237,13 @@ impl tonic::service::Interceptor for ApiKey {
 pub type Client = MeetingsClient<InterceptedService<Channel, ApiKey>>;
 pub type Admin = AdminClient<InterceptedService<Channel, ApiKey>>;
 
+/// Whether the gateway watches its config file for reloads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    Yes,
+    No,
+}
+
 /// A running gateway and the emulator it talks to.
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -269,7 +276,7 @@ impl TestGateway {
     /// Starts against an emulator that does not enforce Zoom's rate limits, for tests about
     /// something else that send many requests in a burst.
     pub async fn spawn_unthrottled() -> Self {
-        Self::spawn_full(unthrottled_emulator_config(), None, |_| {}).await
+        Self::spawn_full(unthrottled_emulator_config(), None, Watched::No, |_| {}).await
     }
 
     /// Starts with the test config on the SQLite file `store_path` (a temporary file if `None`).
@@ -277,12 +284,13 @@ impl TestGateway {
         store_path: Option<PathBuf>,
         customize: impl FnOnce(&mut String),
     ) -> Self {
-        Self::spawn_full(emulator_config(), store_path, customize).await
+        Self::spawn_full(emulator_config(), store_path, Watched::No, customize).await
     }
 
     async fn spawn_full(
         emulator: EmulatorConfig,
         store_path: Option<PathBuf>,
+        watched: Watched,
         customize: impl FnOnce(&mut String),
     ) -> Self {
         let zoom = Emulator::start(emulator, "127.0.0.1:0".parse().unwrap())
@@ -306,6 +314,12 @@ impl TestGateway {
             server: None,
             _dir: dir,
         };
+        if watched == Watched::Yes {
+            let file = gateway._dir.path().join("gateway.toml");
+            std::os::unix::fs::symlink("..data/gateway.toml", &file).unwrap();
+            gateway.config_file = Some(file);
+            gateway.swap_config(&gateway.toml.clone());
+        }
         gateway.start().await;
         gateway
     }
@@ -313,30 +327,7 @@ impl TestGateway {
     /// Starts with the test config in a file laid out as Kubernetes mounts a ConfigMap
     /// (`gateway.toml -> ..data/gateway.toml`, `..data -> v1`), which the gateway watches.
     pub async fn spawn_watching() -> Self {
-        let zoom = Emulator::start(emulator_config(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("emulator starts");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store_location = format!("sqlite:{}", dir.path().join("zoomgate.db").display());
-        let toml = gateway_toml(&zoom, &store_location);
-        let file = dir.path().join("gateway.toml");
-        std::os::unix::fs::symlink("..data/gateway.toml", &file).unwrap();
-        let mut gateway = TestGateway {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ops_addr: "127.0.0.1:0".parse().unwrap(),
-            store: zoomgate::store::open("sqlite::memory:").await.unwrap(),
-            store_location,
-            zoom,
-            toml: toml.clone(),
-            config_file: Some(file),
-            config_versions: 0,
-            stop: None,
-            server: None,
-            _dir: dir,
-        };
-        gateway.swap_config(&toml);
-        gateway.start().await;
-        gateway
+        Self::spawn_full(emulator_config(), None, Watched::Yes, |_| {}).await
     }
 
     /// Replaces the watched config file the way the kubelet updates a ConfigMap: the new
