@@ -52,8 +52,7 @@ impl fmt::Display for AccountName {
     }
 }
 
-/// Zoom plan tier of an account: Zoom sets its rate limits by it. Recorded now for the quota
-/// admission that will budget each account; `check-config` shows it.
+/// Zoom plan tier of an account: Zoom sets its rate limits by it (see [`crate::quota`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Plan {
@@ -84,6 +83,39 @@ pub struct Account {
     pub client_id: String,
     pub client_secret: SecretString,
     pub plan: Plan,
+    pub budget: AccountBudget,
+}
+
+/// How much of Zoom's budget in an account the gateway may spend.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AccountBudget {
+    /// Per-second limits of Light, Medium and Heavy where Zoom support raised them
+    /// (`accounts[].rate_limits`); the plan's otherwise.
+    pub per_second: [Option<u32>; 3],
+    /// Share of the limits this gateway may use, leaving the rest to other apps on the account
+    /// (`accounts[].budget_share`, above 0 and at most 1).
+    pub share: f64,
+}
+
+impl Default for AccountBudget {
+    fn default() -> Self {
+        Self {
+            per_second: [None; 3],
+            share: 1.0,
+        }
+    }
+}
+
+impl AccountBudget {
+    pub fn per_second(&self, category: crate::zoom::RateCategory) -> Option<u32> {
+        use crate::zoom::RateCategory;
+        let index = match category {
+            RateCategory::Light => 0,
+            RateCategory::Medium => 1,
+            RateCategory::Heavy => 2,
+        };
+        self.per_second[index]
+    }
 }
 
 /// The accounts in force, swapped whole when a config reload changes them.
@@ -153,6 +185,7 @@ mod tests {
             client_id: "cid".into(),
             client_secret: SecretString::from("hunter2"),
             plan: Plan::Pro,
+            budget: Default::default(),
         };
         assert!(!format!("{account:?}").contains("hunter2"));
     }

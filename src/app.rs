@@ -28,6 +28,7 @@ use crate::policy::LivePolicy;
 use crate::policy::{Caller, Operation};
 use crate::proto::admin_server::AdminServer;
 use crate::proto::meetings_server::MeetingsServer;
+use crate::quota::Quota;
 use crate::reload::{Live, Reloader};
 use crate::routing::{LiveRules, ProbeCache, RouteOverrides, UserRouting};
 use crate::store::{self, Recorder, Store};
@@ -68,6 +69,8 @@ pub struct App {
     ops_listener: TcpListener,
     ops_addr: SocketAddr,
     request_timeout: Duration,
+    /// How long shutdown waits for requests in flight (`shutdown_grace_period_secs`).
+    shutdown_grace: Duration,
     limits: Limits,
     tls: Option<TlsConfig>,
     policy: LivePolicy,
@@ -121,11 +124,13 @@ impl App {
         };
         let policy: LivePolicy = Arc::new(ArcSwap::from_pointee(config.policy));
         let accounts: LiveAccounts = Arc::new(ArcSwap::from_pointee(config.accounts));
+        let quota = Quota::new(zoom.clock().clone(), recorder.store().clone());
         let meetings = Meetings::new(
             accounts.clone(),
             routing,
             zoom,
             tokens.clone(),
+            quota,
             recorder.clone(),
             config.limits.max_requests_in_flight_per_caller,
         );
@@ -155,6 +160,7 @@ impl App {
             ops_listener,
             ops_addr,
             request_timeout: config.request_timeout,
+            shutdown_grace: config.shutdown_grace_period,
             limits: config.limits,
             tls: config.tls,
             admin: AdminService::new(
@@ -291,8 +297,12 @@ impl App {
             builder = builder.tls_config(server_tls(tls))?;
         }
         let incoming = listener::incoming(self.listener, limits);
+        let (meetings, grace) = (self.meetings.clone(), self.shutdown_grace);
         let shutdown = async move {
             shutdown.await;
+            // What waits for Zoom's budget and could not go within the grace period is told
+            // so now, not cut when the process exits.
+            meetings.drain(tokio::time::Instant::now() + grace);
             stopping.cancel();
             // NOT_SERVING is reported before the listener stops accepting.
             let _ = readiness.await;

@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::accounts::{Account, AccountName, Accounts, Plan};
+use crate::accounts::{Account, AccountBudget, AccountName, Accounts, Plan};
 use crate::policy::{Policy, RawCaller, RawUserGroup};
 use crate::routing::RoutingRules;
 use crate::store;
@@ -206,6 +206,13 @@ pub struct RawAccount {
     /// Zoom plan tier: `free`, `pro` (default) or `business`.
     #[serde(default)]
     pub plan: Plan,
+    /// Share of the account's Zoom rate limits this gateway may spend (above 0, at most 1;
+    /// default 1): the rest is left to other apps installed on the account.
+    pub budget_share: Option<f64>,
+    /// Per-second limits where Zoom support raised them for this account; the plan's table
+    /// otherwise.
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
     /// Routing rule: these user emails live in this account.
     #[serde(default)]
     pub users: Vec<String>,
@@ -213,6 +220,18 @@ pub struct RawAccount {
     #[serde(default)]
     pub domains: Vec<String>,
 }
+
+/// `accounts[].rate_limits`: requests per second per Zoom rate-limit category.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub light: Option<u32>,
+    pub medium: Option<u32>,
+    pub heavy: Option<u32>,
+}
+
+/// Highest per-second limit an account may be given: far above any plan Zoom sells.
+const MAX_RATE_LIMIT: u32 = 10_000;
 
 /// TLS material of the listener, read at load time.
 #[derive(Clone)]
@@ -401,6 +420,38 @@ pub enum ConfigError {
     Invalid { field: String, problem: String },
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+}
+
+/// Checks an account's `budget_share` and `rate_limits`.
+fn account_budget(
+    raw: &RawAccount,
+    at: &dyn Fn(&str) -> String,
+) -> Result<AccountBudget, ConfigError> {
+    let share = raw.budget_share.unwrap_or(1.0);
+    if !(share > 0.0 && share <= 1.0) {
+        return Err(invalid(
+            at("budget_share"),
+            format!("{share} is not above 0 and at most 1"),
+        ));
+    }
+    let limits = &raw.rate_limits;
+    let mut per_second = [None; 3];
+    for (slot, (name, limit)) in per_second.iter_mut().zip([
+        ("light", limits.light),
+        ("medium", limits.medium),
+        ("heavy", limits.heavy),
+    ]) {
+        if let Some(limit) = limit
+            && !(1..=MAX_RATE_LIMIT).contains(&limit)
+        {
+            return Err(invalid(
+                at(&format!("rate_limits.{name}")),
+                format!("{limit} is not between 1 and {MAX_RATE_LIMIT} requests per second"),
+            ));
+        }
+        *slot = limit;
+    }
+    Ok(AccountBudget { per_second, share })
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -648,12 +699,14 @@ impl RawConfig {
                     .add_domain(domain, &name, &place)
                     .map_err(|e| invalid(place.clone(), e))?;
             }
+            let budget = account_budget(raw, &at)?;
             accounts.push(Account {
                 name,
                 zoom_account_id: raw.zoom_account_id.clone(),
                 client_id: raw.client_id.clone(),
                 client_secret,
                 plan: raw.plan,
+                budget,
             });
         }
         let accounts = Accounts::new(accounts);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::accounts::AccountName;
 use crate::policy::{AdminRole, Operation};
+use crate::zoom::RateCategory;
 
 /// One invalid field of a request, reported as a `google.rpc.BadRequest` field violation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +48,27 @@ pub enum Error {
         account: AccountName,
         retry_after: Option<Duration>,
     },
+    /// The gateway's own admission: the call could not go within its deadline without
+    /// spending more of the account's Zoom budget than Zoom allows. Nothing was sent.
+    #[error("{} zoom budget of account `{account}` is spent for now", budget_name(*.category, *.daily))]
+    BudgetExhausted {
+        account: AccountName,
+        category: RateCategory,
+        /// The day's cap, not the per-second pace.
+        daily: bool,
+        retry_after: Duration,
+    },
+    /// The host user's 100 meeting creates and updates of the UTC day are spent.
+    #[error("user `{user}` has made its {cap} meeting creates and updates of the day (UTC)")]
+    UserDailyCap {
+        account: AccountName,
+        user: String,
+        cap: u32,
+        retry_after: Duration,
+    },
+    /// The gateway is shutting down and the request could not be served before it stops.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
     #[error("zoom failed for account `{account}`: {detail}")]
     ZoomUnavailable {
         account: AccountName,
@@ -147,6 +169,11 @@ impl std::fmt::Display for TargetKind {
     }
 }
 
+fn budget_name(category: RateCategory, daily: bool) -> String {
+    let per = if daily { "daily" } else { "per-second" };
+    format!("the {per} {}", category.as_str())
+}
+
 fn describe(violations: &[FieldViolation]) -> String {
     violations
         .iter()
@@ -168,6 +195,9 @@ impl Error {
             | Error::NotFound { .. }
             | Error::PermissionDenied { .. }
             | Error::RateLimited { .. }
+            | Error::BudgetExhausted { .. }
+            | Error::UserDailyCap { .. }
+            | Error::ShuttingDown
             | Error::TooManyRequests { .. }
             | Error::ZoomTimeout { .. }
             | Error::DeadlineExceeded { .. }
@@ -233,6 +263,9 @@ impl Error {
             } => "USER_NOT_FOUND",
             Error::PermissionDenied { .. } => "OPERATION_NOT_GRANTED",
             Error::RateLimited { .. } => "ZOOM_RATE_LIMITED",
+            Error::BudgetExhausted { .. } => "ZOOM_BUDGET_EXHAUSTED",
+            Error::UserDailyCap { .. } => "USER_DAILY_CAP_REACHED",
+            Error::ShuttingDown => "SHUTTING_DOWN",
             Error::ZoomUnavailable { .. } => "ZOOM_UNAVAILABLE",
             Error::ZoomTimeout { .. } => "ZOOM_TIMEOUT",
             Error::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",

@@ -9,6 +9,7 @@
 //! - [`directory`]: Zoom's user directory as the sync read it, and what contradicts it.
 //! - [`policy`]: callers, their identities and grants; allow/deny and field redaction.
 //! - [`admin`]: the platform team's use cases: accounts view, route overrides, explain, audit.
+//! - [`quota`]: Zoom's budget per account: admission, fair share, daily caps, circuit breaker.
 //! - [`meetings`]: the request path for meetings: route, authorize, call Zoom, record.
 //! - [`store`]: durable state (meeting ledger, audit log) behind one trait; SQLite by default.
 //! - [`grpc`]: tonic services, proto <-> domain conversion, the one error -> `Status` mapping.
@@ -36,6 +37,7 @@ pub mod meetings;
 pub mod ops;
 pub mod policy;
 pub mod proto;
+pub mod quota;
 pub mod reload;
 pub mod routing;
 pub mod shutdown;

@@ -22,6 +22,10 @@ use tracing::Instrument;
 use crate::accounts::{Account, AccountName, Accounts};
 use crate::zoom::{AccessToken, TokenError, TokenGrant, ZoomClient, ZoomError};
 
+/// How soon a token endpoint that is down or unreachable is asked again. Rejections and
+/// malformed answers (a broken app, which retries do not fix) cool down exponentially instead.
+const TRANSIENT_RETRY: Duration = Duration::from_millis(200);
+
 /// Error of [`TokenCache::call`]: no token, or Zoom's answer.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum CallError {
@@ -445,7 +449,15 @@ impl TokenCache {
             }
             Err(error) => {
                 flight.consecutive_failures = flight.consecutive_failures.saturating_add(1);
-                let cooldown = self.cooldown(flight.consecutive_failures);
+                let cooldown = match error {
+                    // Down or unreachable: asked again soon, so that requests recover as soon
+                    // as it is back; the account's circuit breaker keeps that to one request
+                    // at a time.
+                    TokenError::Unavailable(_) => {
+                        TRANSIENT_RETRY.min(self.cooldown(flight.consecutive_failures))
+                    }
+                    _ => self.cooldown(flight.consecutive_failures),
+                };
                 flight.cooldown_until = Some(later(Instant::now(), cooldown));
                 flight.last_failure = Some(error.clone());
                 tracing::warn!(
@@ -638,6 +650,10 @@ mod tests {
         Answer::Fail(TokenError::Unavailable("zoom answered 503".into()))
     }
 
+    fn malformed() -> Answer {
+        Answer::Fail(TokenError::Malformed("token response has no access_token"))
+    }
+
     fn sales() -> AccountName {
         AccountName::parse("sales").unwrap()
     }
@@ -649,6 +665,7 @@ mod tests {
             client_id: "cid".into(),
             client_secret: SecretString::from("hunter2"),
             plan: Plan::Pro,
+            budget: Default::default(),
         }])
     }
 
@@ -776,11 +793,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_cool_down_exponentially_and_a_success_resets() {
         let script = Script::new(vec![
-            unavailable(),
-            unavailable(),
-            unavailable(),
+            malformed(),
+            malformed(),
+            malformed(),
             hour(),
-            unavailable(),
+            malformed(),
         ]);
         let settings = TokenSettings {
             refresh_margin: Duration::from_secs(300),
@@ -792,7 +809,7 @@ mod tests {
 
         assert!(matches!(
             cache.token(&sales()).await,
-            Err(TokenError::Unavailable(_))
+            Err(TokenError::Malformed(_))
         ));
         assert_eq!(cache.cooldown_left(&sales()), Some(Duration::from_secs(1)));
         assert_eq!(cache.token(&sales()).await, cooling(Duration::from_secs(1)));
@@ -822,7 +839,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_cooldown_past_what_an_instant_holds_still_cools_down() {
-        let script = Script::new(vec![unavailable(), hour()]);
+        let script = Script::new(vec![malformed(), hour()]);
         let settings = TokenSettings {
             refresh_margin: Duration::from_secs(300),
             failure_cooldown: Duration::MAX,
@@ -832,13 +849,32 @@ mod tests {
 
         assert!(matches!(
             cache.token(&sales()).await,
-            Err(TokenError::Unavailable(_))
+            Err(TokenError::Malformed(_))
         ));
         assert!(matches!(
             cache.token(&sales()).await,
             Err(TokenError::CoolingDown { .. })
         ));
         assert_eq!(cache.fetches(&sales()), 1, "no fetch during the cooldown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_endpoint_that_is_down_is_asked_again_soon_however_long_it_lasts() {
+        let script = Script::new(vec![unavailable(); 6].into_iter().chain([hour()]).collect());
+        let cache = cache(&script);
+        for fetches in 1..=6 {
+            assert!(matches!(
+                cache.token(&sales()).await,
+                Err(TokenError::Unavailable(_))
+            ));
+            assert_eq!(cache.cooldown_left(&sales()), Some(TRANSIENT_RETRY));
+            assert_eq!(cache.fetches(&sales()), fetches);
+            advance(TRANSIENT_RETRY).await;
+        }
+        assert!(
+            cache.token(&sales()).await.is_ok(),
+            "back within one short wait"
+        );
     }
 
     #[tokio::test(start_paused = true)]

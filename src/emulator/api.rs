@@ -256,6 +256,7 @@ async fn gate(
     }
     let label = endpoint.label();
     if faults.force_429 {
+        account.limiter.count_refused();
         return Err(per_second_429(label.as_str(), 0));
     }
 
@@ -627,6 +628,15 @@ async fn create_meeting(
         }),
     );
     shared.meetings.insert(meeting.id, meeting);
+    if roll(admitted.account.faults().create_then_reset_rate) {
+        // Applied, and the answer never leaves: the client cannot know whether it was.
+        switch.reset();
+        return Err(ZoomError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            500,
+            "connection reset",
+        ));
+    }
     Ok(admitted.respond(StatusCode::CREATED, Some(body)))
 }
 

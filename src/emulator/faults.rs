@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 /// Faults injected into one account's traffic; all off by default.
 ///
 /// `latency_ms` delays the token endpoint and `/v2`; `slow_rate`, `error_rate`, `reset_rate` and
-/// `force_429` apply to `/v2` requests; `token_endpoint_down` and `malformed_token` to
-/// `/oauth/token`.
+/// `force_429` apply to `/v2` requests, `create_then_reset_rate` to meeting creates;
+/// `token_endpoint_down` and `malformed_token` to `/oauth/token`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -24,6 +24,9 @@ pub struct Faults {
     pub error_rate: f64,
     /// Share (0.0..=1.0) of `/v2` requests whose connection is reset without an answer.
     pub reset_rate: f64,
+    /// Share (0.0..=1.0) of meeting creates that are applied and whose connection is then
+    /// reset: the client cannot tell whether the meeting exists.
+    pub create_then_reset_rate: f64,
     /// The token endpoint answers 503 for this account.
     pub token_endpoint_down: bool,
     /// The token endpoint answers 200 with a body that is not a token response.
@@ -38,14 +41,20 @@ impl Faults {
         self.slow_rate = clamp_rate(self.slow_rate);
         self.error_rate = clamp_rate(self.error_rate);
         self.reset_rate = clamp_rate(self.reset_rate);
+        self.create_then_reset_rate = clamp_rate(self.create_then_reset_rate);
         self
     }
 
     /// Whether the rates are valid shares, for rejecting bad control requests.
     pub fn rates_valid(&self) -> bool {
-        [self.slow_rate, self.error_rate, self.reset_rate]
-            .iter()
-            .all(|rate| (0.0..=1.0).contains(rate))
+        [
+            self.slow_rate,
+            self.error_rate,
+            self.reset_rate,
+            self.create_then_reset_rate,
+        ]
+        .iter()
+        .all(|rate| (0.0..=1.0).contains(rate))
     }
 
     /// How long to wait before answering one `/v2` request: `latency_ms`, plus

@@ -186,6 +186,13 @@ impl Emulator {
         self.account(account_id).map_or(0, |a| a.total_requests())
     }
 
+    /// Requests of an account its rate limiter let through, and those it answered 429, since
+    /// start: what the account's budget served and what tripped it.
+    pub fn rate_limit_totals(&self, account_id: &str) -> (u64, u64) {
+        self.account(account_id)
+            .map_or((0, 0), |account| account.limiter.totals())
+    }
+
     /// The account's rate-limit counters for the current second and UTC day.
     pub fn rate_limit_counters(&self, account_id: &str) -> RateLimitCounters {
         self.account(account_id)
@@ -252,10 +259,21 @@ impl Emulator {
 }
 
 /// Adds `x-zm-trackingid`, as Zoom does on every answer.
+/// Stamps every answer with a tracking id, as Zoom's carry `x-zm-trackingid`, and with the
+/// emulator clock's `Date` (the server would otherwise put the real time there).
 async fn tracking_id(State(shared): State<Arc<Shared>>, mut response: Response) -> Response {
     let n = shared.tracking_seq.fetch_add(1, Ordering::Relaxed);
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&format!("v=2.0;clid=us05;rid=EMU_{n:016}")) {
-        response.headers_mut().insert("x-zm-trackingid", value);
+        headers.insert("x-zm-trackingid", value);
+    }
+    let date = shared
+        .clock
+        .now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(value) = HeaderValue::from_str(&date) {
+        headers.insert(axum::http::header::DATE, value);
     }
     response
 }

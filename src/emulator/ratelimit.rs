@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::Serialize;
@@ -79,6 +80,9 @@ pub struct RateLimiter {
     per_second: [u32; 3],
     daily: [Option<u64>; 3],
     window: Mutex<Window>,
+    /// Since start: requests let through, and requests answered 429 (any limit).
+    admitted: AtomicU64,
+    refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -124,7 +128,22 @@ impl RateLimiter {
             per_second,
             daily,
             window: Mutex::new(Window::default()),
+            admitted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// (let through, answered 429) since start.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.admitted.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a 429 this limiter did not decide itself (the `force_429` fault).
+    pub fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Admits one request of `label` at `now`, counting it only if admitted.
@@ -136,14 +155,17 @@ impl RateLimiter {
         if let Some(cap) = self.daily[i]
             && window.daily_counts[i] >= cap
         {
+            self.count_refused();
             return Verdict::Daily {
                 limit: cap,
                 reset_at: next_midnight(now),
             };
         }
         if window.second_counts[i] >= limit {
+            self.count_refused();
             return Verdict::PerSecond { limit };
         }
+        self.admitted.fetch_add(1, Ordering::Relaxed);
         window.second_counts[i] += 1;
         window.daily_counts[i] += 1;
         Verdict::Allowed {
@@ -161,6 +183,7 @@ impl RateLimiter {
             *entry = (day, 0);
         }
         if entry.1 >= USER_DAILY_LIMIT {
+            self.count_refused();
             return Err(UserLimitExceeded {
                 reset_at: next_midnight(now),
             });

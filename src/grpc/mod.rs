@@ -323,8 +323,13 @@ pub fn code(error: &Error) -> Code {
         Error::Unauthenticated => Code::Unauthenticated,
         Error::NotFound { .. } | Error::AdminNotFound { .. } => Code::NotFound,
         Error::PermissionDenied { .. } | Error::AdminDenied { .. } => Code::PermissionDenied,
-        Error::RateLimited { .. } | Error::TooManyRequests { .. } => Code::ResourceExhausted,
-        Error::ZoomUnavailable { .. } | Error::StoreUnavailable(_) => Code::Unavailable,
+        Error::RateLimited { .. }
+        | Error::BudgetExhausted { .. }
+        | Error::UserDailyCap { .. }
+        | Error::TooManyRequests { .. } => Code::ResourceExhausted,
+        Error::ZoomUnavailable { .. } | Error::StoreUnavailable(_) | Error::ShuttingDown => {
+            Code::Unavailable
+        }
         Error::ZoomTimeout { .. } | Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         Error::MissingScope { .. } | Error::ZoomRefused { .. } | Error::UserNotInAccount { .. } => {
             Code::FailedPrecondition
@@ -363,6 +368,37 @@ pub fn status(error: Error) -> Status {
         } => {
             metadata.insert("account".to_owned(), account.to_string());
             details.set_retry_info(*retry_after);
+        }
+        Error::BudgetExhausted {
+            account,
+            category,
+            daily,
+            retry_after,
+        } => {
+            metadata.insert("account".to_owned(), account.to_string());
+            metadata.insert("category".to_owned(), category.as_str().to_owned());
+            details.set_retry_info(Some(*retry_after));
+            let per = if *daily { "day" } else { "second" };
+            details.add_quota_failure_violation(
+                format!("account:{account}/{}", category.as_str()),
+                format!(
+                    "zoom's {} requests per {per} in account `{account}`",
+                    category.as_str()
+                ),
+            );
+        }
+        Error::UserDailyCap {
+            account,
+            user,
+            cap,
+            retry_after,
+        } => {
+            metadata.insert("account".to_owned(), account.to_string());
+            details.set_retry_info(Some(*retry_after));
+            details.add_quota_failure_violation(
+                format!("user:{user}"),
+                format!("zoom's {cap} meeting creates and updates per user and UTC day"),
+            );
         }
         Error::ZoomUnavailable {
             account,
@@ -405,6 +441,7 @@ pub fn status(error: Error) -> Status {
         | Error::NotFound { .. }
         | Error::AdminNotFound { .. }
         | Error::PermissionDenied { .. }
+        | Error::ShuttingDown
         | Error::Internal(_) => {}
     }
     details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);

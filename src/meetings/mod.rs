@@ -31,6 +31,7 @@ use tracing::Instrument;
 use crate::accounts::{AccountName, LiveAccounts};
 use crate::error::{Error, TargetKind};
 use crate::policy::Caller;
+use crate::quota::{CircuitState, Quota};
 use crate::routing::{UserLocation, UserRouting};
 use crate::store::{LedgerChange, MeetingRecord, Recorder};
 use crate::token::TokenCache;
@@ -146,6 +147,7 @@ impl Meetings {
         routing: UserRouting,
         zoom: ZoomClient,
         tokens: TokenCache,
+        quota: Quota,
         recorder: Arc<Recorder>,
         max_in_flight_per_caller: usize,
     ) -> Self {
@@ -154,9 +156,9 @@ impl Meetings {
                 probes: Probes::new(&accounts.load()),
                 outcomes: OutcomeCounts::new(&accounts.load()),
                 sync: tokio::sync::Mutex::new(None),
+                upstream: Upstream::new(zoom, tokens, accounts.clone(), quota),
                 accounts,
                 routing,
-                upstream: Upstream::new(zoom, tokens),
                 recorder,
                 ledger: LedgerCache::new(ledger::LEDGER_CACHE_ENTRIES),
                 in_flight: InFlight::new(max_in_flight_per_caller),
@@ -176,6 +178,22 @@ impl Meetings {
             .into_iter()
             .filter_map(|kind| Some((kind, self.inner.probes.failure(account, kind)?)))
             .collect()
+    }
+
+    /// The circuit breaker's state of `account`.
+    pub fn circuit(&self, account: &AccountName) -> CircuitState {
+        self.inner.upstream.quota().circuit(account)
+    }
+
+    /// Calls waiting for a place in `account`'s Zoom budget.
+    pub fn waiting_calls(&self, account: &AccountName) -> usize {
+        self.inner.upstream.quota().waiting(account)
+    }
+
+    /// Shutting down: requests waiting for Zoom's budget that could not go by `by` are refused
+    /// with UNAVAILABLE now, instead of being cut at the end of the grace period.
+    pub fn drain(&self, by: tokio::time::Instant) {
+        self.inner.upstream.quota().drain(by);
     }
 
     /// The meeting ledger's entry of `meeting_id`, read through the cache.
@@ -324,10 +342,11 @@ impl Meetings {
                     body: &body,
                 };
                 let on = Target::User(user.key());
+                let host = host_of(&user, &target);
                 let result = self
                     .inner
                     .upstream
-                    .call(cx, &target.account, on, Some(&zoom_user), call)
+                    .call(cx, &target.account, on, Some(host), call)
                     .await;
                 // Zoom's 1001 applied nothing: the user moved, and the create may go again.
                 if !retried && matches!(result, Err(Error::NotFound { .. })) {
@@ -521,6 +540,16 @@ impl Meetings {
 /// Zoom's email of a user or host, lowercased; empty when Zoom sent none.
 fn lowercase_email(email: Option<&str>) -> String {
     email.unwrap_or_default().to_ascii_lowercase()
+}
+
+/// How Zoom's per-user daily cap knows the host: the email when known (as the ledger keeps it
+/// for updates), else what the caller sent.
+fn host_of<'a>(user: &'a UserRef, location: &'a UserLocation) -> &'a str {
+    if location.email.is_empty() {
+        user.key()
+    } else {
+        &location.email
+    }
 }
 
 /// The user path segment for Zoom: the id when known, else what the caller sent.

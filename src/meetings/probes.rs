@@ -207,6 +207,7 @@ mod tests {
             client_id: n.into(),
             client_secret: SecretString::from("s"),
             plan: Plan::Pro,
+            budget: Default::default(),
         };
         Probes::new(&Accounts::new([account("fast"), account("slow")]))
     }

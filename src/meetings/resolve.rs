@@ -438,7 +438,7 @@ impl Meetings {
         if self.inner.routing.probe_cache.known_absent(key, account) {
             return None;
         }
-        if let Some(error) = self.inner.probes.failure(account, kind) {
+        if let Some(error) = self.lookup_failure(account, kind) {
             return Some(Err(error));
         }
         let asked = Instant::now();
@@ -449,6 +449,20 @@ impl Meetings {
             self.inner.routing.probe_cache.record_absent(key, account);
         }
         Some(found)
+    }
+
+    /// The failure a lookup of `kind` into `account` meets now without asking Zoom: the
+    /// account's failure mark, or its open circuit.
+    fn lookup_failure(&self, account: &AccountName, kind: TargetKind) -> Option<Error> {
+        self.inner.probes.failure(account, kind).or_else(|| {
+            let open = self.inner.upstream.quota().pass_would_fail(account)?;
+            Some(Error::ZoomUnavailable {
+                account: account.clone(),
+                detail: format!("circuit open: {}", open.last_failure),
+                retry_after: Some(open.retry_after),
+                sent: false,
+            })
+        })
     }
 
     /// Makes the answer about a target that was not found, or could not be looked up, the same
@@ -466,7 +480,7 @@ impl Meetings {
         let error = match error {
             Error::NotFound { .. } => accounts
                 .iter()
-                .find_map(|account| self.inner.probes.failure(account, kind))
+                .find_map(|account| self.lookup_failure(account, kind))
                 .unwrap_or(error),
             other => other,
         };

@@ -1,14 +1,35 @@
-//! The one place every Zoom call of the gateway passes: requests and probes alike. It knows the
-//! request, the account, the endpoint and the host, so admission against Zoom's budget, metrics
-//! and spans per endpoint belong here and nowhere else.
+//! The one place every Zoom call of the gateway passes: requests, probes and the directory sync
+//! alike. It knows the request, the account, the endpoint and the host, so the circuit breaker,
+//! the per-user daily cap, admission against the account's budget, retries, and (later) metrics
+//! per endpoint live here and nowhere else.
+//!
+//! A call goes: circuit closed (or this call checks it) -> host user's daily cap -> token ->
+//! a place in the account's budget -> Zoom. Admission comes after the token, so that calls held
+//! up by a token fetch do not leave in a burst. A 429 pauses the budget for the wait Zoom asked
+//! for and the call tries again if its deadline allows; idempotent calls are tried again with
+//! backoff after a 5xx, a reset or a timeout.
 
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::RequestContext;
-use crate::accounts::AccountName;
+use crate::accounts::{Account, AccountName, LiveAccounts};
 use crate::error::{Error, TargetKind};
+use crate::quota::{Quota, Refusal, USER_DAILY_CAP, UserCapError};
+use crate::store::UserDay;
 use crate::token::{CallError, TokenCache};
-use crate::zoom::{TokenError, ZoomCall, ZoomClient, ZoomError};
+use crate::zoom::{LimitHit, RateCategory, TokenError, ZoomCall, ZoomClient, ZoomError};
+
+/// Time kept free before the deadline for Zoom's answer: a call that could only start later
+/// is refused before it spends any budget.
+const ANSWER_RESERVE: Duration = Duration::from_millis(100);
+/// How long a 429 without `Retry-After` pauses the budget: Zoom's window is one second.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+/// Tries of one call after the first, on a 429 or (idempotent calls) a transient failure.
+const MAX_RETRIES: usize = 3;
 
 /// What a call is about, so that Zoom's 404 becomes the caller's NOT_FOUND of that target. The
 /// id is only turned into text when that happens.
@@ -39,15 +60,53 @@ impl Target<'_> {
 pub(super) struct Upstream {
     zoom: ZoomClient,
     tokens: TokenCache,
+    accounts: LiveAccounts,
+    quota: Quota,
+}
+
+/// Where one call goes and what it is about.
+#[derive(Clone, Copy)]
+struct Aim<'a> {
+    account: &'a Account,
+    target: Target<'a>,
+    host: Option<&'a str>,
+}
+
+/// How one try of a call ended, when it did not succeed.
+enum Failed {
+    /// Zoom said 429; the budget is paused for `wait`.
+    Throttled { error: Error, wait: Duration },
+    /// No answer, a 5xx or a timeout: Zoom may be down; an idempotent call may try again.
+    Transient(Error),
+    /// No token: Zoom's token endpoint is down or refuses.
+    NoToken(Error),
+    /// Refused before it was sent: budget, daily cap, deadline.
+    NotSent(Error),
+    /// Zoom answered, and the answer is final.
+    Answered(Error),
 }
 
 impl Upstream {
-    pub(super) fn new(zoom: ZoomClient, tokens: TokenCache) -> Self {
-        Self { zoom, tokens }
+    pub(super) fn new(
+        zoom: ZoomClient,
+        tokens: TokenCache,
+        accounts: LiveAccounts,
+        quota: Quota,
+    ) -> Self {
+        Self {
+            zoom,
+            tokens,
+            accounts,
+            quota,
+        }
+    }
+
+    pub(super) fn quota(&self) -> &Quota {
+        &self.quota
     }
 
     /// Sends `call` to `account` with its token, on behalf of `cx`; `host` is the Zoom user the
-    /// call acts for, when known. A call past the request's deadline is not sent.
+    /// call acts for (email when known, else id): creates and updates count against their day.
     pub(super) async fn call<C: ZoomCall>(
         &self,
         cx: &RequestContext,
@@ -57,11 +116,6 @@ impl Upstream {
         call: C,
     ) -> Result<C::Output, Error> {
         let endpoint = call.endpoint();
-        if tokio::time::Instant::now() >= cx.deadline {
-            return Err(Error::DeadlineExceeded {
-                sent: cx.change_sent(),
-            });
-        }
         let span = tracing::debug_span!(
             "zoom",
             endpoint = endpoint.as_str(),
@@ -69,86 +123,273 @@ impl Upstream {
             account = %account,
             host,
         );
-        let zoom = &self.zoom;
-        let call = &call;
-        self.tokens
-            .call(account, |token| async move {
-                // Only now may Zoom apply a change: a token that never came sends nothing.
+        async {
+            let Some(config) = self.accounts.load().get(account).cloned() else {
+                return Err(Error::Internal(format!(
+                    "account `{account}` is no longer configured"
+                )));
+            };
+            let pass = self
+                .quota
+                .pass(account)
+                .map_err(|open| Error::ZoomUnavailable {
+                    account: account.clone(),
+                    detail: format!("circuit open: {}", open.last_failure),
+                    retry_after: Some(open.retry_after),
+                    sent: false,
+                })?;
+            let user_day = match host {
+                Some(host) if endpoint.counts_per_user() => {
+                    match self.take_user_call(account, host).await {
+                        Ok(day) => Some(day),
+                        Err(error) => {
+                            self.quota.check_abandoned(account, pass);
+                            return Err(error);
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let aim = Aim {
+                account: &config,
+                target,
+                host,
+            };
+            let result = self.with_retries(cx, aim, user_day.as_ref(), &call).await;
+            match &result {
+                Ok(_) | Err(Failed::Answered(_) | Failed::Throttled { .. }) => {
+                    self.quota.succeeded(account);
+                }
+                Err(Failed::Transient(error) | Failed::NoToken(error)) => {
+                    self.quota.failed(account, pass, error.to_string());
+                }
+                Err(Failed::NotSent(_)) => self.quota.check_abandoned(account, pass),
+            }
+            if let (Some(day), Err(Failed::NotSent(_) | Failed::NoToken(_))) = (&user_day, &result)
+            {
+                self.quota.give_back_user_call(day).await;
+            }
+            result.map_err(|failed| match failed {
+                Failed::Throttled { error, .. }
+                | Failed::Transient(error)
+                | Failed::NoToken(error)
+                | Failed::NotSent(error)
+                | Failed::Answered(error) => error,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Tries `call` until it succeeds, fails for good, or its deadline leaves no time to try
+    /// again.
+    async fn with_retries<C: ZoomCall>(
+        &self,
+        cx: &RequestContext,
+        aim: Aim<'_>,
+        user_day: Option<&UserDay>,
+        call: &C,
+    ) -> Result<C::Output, Failed> {
+        let endpoint = call.endpoint();
+        let latest_start = cx
+            .deadline
+            .checked_sub(ANSWER_RESERVE)
+            .unwrap_or(cx.deadline);
+        let mut backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(1))
+            .with_max_times(MAX_RETRIES)
+            .with_jitter()
+            .build();
+        // An earlier try got no answer: Zoom may have applied it.
+        let mut maybe_applied = false;
+        loop {
+            let result = self.try_once(cx, aim, latest_start, call).await;
+            let retry_in = match &result {
+                // A 429 applied nothing, so any call may go again once the pause is over.
+                Err(Failed::Throttled { wait, .. }) => backoff.next().map(|d| d.max(*wait)),
+                Err(Failed::Transient(_)) if endpoint.idempotent() => backoff.next(),
+                // A retried delete that finds the meeting gone was applied by an earlier try.
+                Err(Failed::Answered(Error::NotFound { .. })) if maybe_applied => {
+                    if let Some(done) = call.done_when_gone() {
+                        return Ok(done);
+                    }
+                    None
+                }
+                Err(Failed::Answered(Error::UserDailyCap { .. })) => {
+                    if let Some(day) = user_day {
+                        self.quota.user_day_spent(day).await;
+                    }
+                    None
+                }
+                _ => None,
+            };
+            match retry_in {
+                Some(delay) if Instant::now() + delay < latest_start => {
+                    tracing::debug!(delay_ms = delay.as_millis() as u64, "trying zoom again");
+                    // After a 429 the paused budget does the waiting.
+                    if let Err(Failed::Transient(_)) = result {
+                        maybe_applied = true;
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    /// One try: a token, a place in the budget, one exchange with Zoom.
+    async fn try_once<C: ZoomCall>(
+        &self,
+        cx: &RequestContext,
+        aim: Aim<'_>,
+        latest_start: Instant,
+        call: &C,
+    ) -> Result<C::Output, Failed> {
+        let account = aim.account;
+        let endpoint = call.endpoint();
+        let category = endpoint.category();
+        if Instant::now() >= latest_start {
+            return Err(Failed::NotSent(Error::DeadlineExceeded {
+                sent: cx.change_sent(),
+            }));
+        }
+        let (zoom, quota) = (&self.zoom, &self.quota);
+        let answer = self
+            .tokens
+            .call(&account.name, |token| async move {
+                if let Err(refusal) = quota
+                    .admit(account, category, &cx.caller, latest_start)
+                    .await
+                {
+                    return Ok(Err(refusal));
+                }
+                // Only now may Zoom apply a change: a token or a place that never came sends
+                // nothing.
                 if endpoint.mutates() {
                     cx.note_change_sent();
                 }
-                call.send(zoom, &token).await
+                call.send(zoom, &token).await.map(Ok)
             })
-            .instrument(span)
+            .await;
+        match answer {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(refusal)) => Err(Failed::NotSent(refused(account, category, refusal))),
+            Err(error) => Err(self.failed(aim, category, error)),
+        }
+    }
+
+    /// Counts a create or update against its host's 100 of the day, in the store.
+    async fn take_user_call(&self, account: &AccountName, host: &str) -> Result<UserDay, Error> {
+        self.quota
+            .take_user_call(account, host)
             .await
-            .map_err(|error| {
-                let mut error = map_call_error(account, target, error);
-                // A failed token fetch starts a cooldown: tell the caller when to come back.
-                if let Error::ZoomUnavailable { retry_after, .. } = &mut error
-                    && retry_after.is_none()
-                {
-                    *retry_after = self.tokens.cooldown_left(account);
-                }
-                error
+            .map_err(|error| match error {
+                UserCapError::Spent { retry_after } => Error::UserDailyCap {
+                    account: account.clone(),
+                    user: host.to_owned(),
+                    cap: USER_DAILY_CAP,
+                    retry_after,
+                },
+                UserCapError::Store(error) => Error::StoreUnavailable(format!(
+                    "counting the user's calls of the day: {error}"
+                )),
             })
+    }
+
+    fn failed(&self, aim: Aim<'_>, category: RateCategory, error: CallError) -> Failed {
+        let Aim {
+            account,
+            target,
+            host,
+        } = aim;
+        let name = account.name.clone();
+        match error {
+            CallError::Token(error) => {
+                let retry_after = match &error {
+                    TokenError::CoolingDown { retry_after } => Some(*retry_after),
+                    // A failed token fetch starts a cooldown: tell the caller when to come back.
+                    _ => self.tokens.cooldown_left(&name),
+                };
+                Failed::NoToken(Error::ZoomUnavailable {
+                    account: name,
+                    detail: format!("token: {error}"),
+                    retry_after,
+                    sent: false,
+                })
+            }
+            CallError::Zoom(ZoomError::RateLimited { retry_after, hit }) => {
+                let wait = match hit {
+                    LimitHit::UserDaily => {
+                        let left = self.quota.today().left;
+                        return Failed::Answered(Error::UserDailyCap {
+                            account: name,
+                            user: host.unwrap_or_default().to_owned(),
+                            cap: USER_DAILY_CAP,
+                            retry_after: retry_after.unwrap_or(left),
+                        });
+                    }
+                    LimitHit::Daily => retry_after.unwrap_or(self.quota.today().left),
+                    LimitHit::PerSecond => retry_after.unwrap_or(DEFAULT_PAUSE),
+                };
+                self.quota.zoom_limited(account, category, wait);
+                Failed::Throttled {
+                    error: Error::RateLimited {
+                        account: name,
+                        retry_after: Some(wait),
+                    },
+                    wait,
+                }
+            }
+            CallError::Zoom(error) => match error {
+                ZoomError::NotFound { .. } => Failed::Answered(target.not_found()),
+                ZoomError::MissingScope { message } => Failed::Answered(Error::MissingScope {
+                    account: name,
+                    detail: message,
+                }),
+                ZoomError::Timeout => Failed::Transient(Error::ZoomTimeout { account: name }),
+                ZoomError::Rejected {
+                    status,
+                    code,
+                    message,
+                } => Failed::Answered(Error::ZoomRefused {
+                    account: name,
+                    status,
+                    code,
+                    message,
+                }),
+                ZoomError::InvalidInput(reason) => Failed::Answered(Error::Internal(format!(
+                    "request not sent to zoom: {reason}"
+                ))),
+                ZoomError::BadRequest {
+                    code,
+                    message,
+                    errors,
+                } => Failed::Answered(Error::ZoomRejected {
+                    account: name,
+                    code: code.unwrap_or_default(),
+                    message,
+                    fields: errors.into_iter().map(|error| error.field).collect(),
+                }),
+                other => Failed::Transient(Error::ZoomUnavailable {
+                    account: name,
+                    detail: other.to_string(),
+                    retry_after: None,
+                    sent: true,
+                }),
+            },
+        }
     }
 }
 
-fn map_call_error(account: &AccountName, target: Target<'_>, error: CallError) -> Error {
-    let account = account.clone();
-    match error {
-        CallError::Token(error) => {
-            let retry_after = match &error {
-                TokenError::CoolingDown { retry_after } => Some(*retry_after),
-                _ => None,
-            };
-            Error::ZoomUnavailable {
-                account,
-                detail: format!("token: {error}"),
-                retry_after,
-                sent: false,
-            }
-        }
-        CallError::Zoom(error) => match error {
-            ZoomError::NotFound { .. } => target.not_found(),
-            ZoomError::RateLimited { retry_after } => Error::RateLimited {
-                account,
-                retry_after,
-            },
-            ZoomError::MissingScope { message } => Error::MissingScope {
-                account,
-                detail: message,
-            },
-            ZoomError::Timeout => Error::ZoomTimeout { account },
-            ZoomError::Rejected {
-                status,
-                code,
-                message,
-            } => Error::ZoomRefused {
-                account,
-                status,
-                code,
-                message,
-            },
-            ZoomError::InvalidInput(reason) => {
-                Error::Internal(format!("request not sent to zoom: {reason}"))
-            }
-            ZoomError::BadRequest {
-                code,
-                message,
-                errors,
-            } => Error::ZoomRejected {
-                account,
-                code: code.unwrap_or_default(),
-                message,
-                fields: errors.into_iter().map(|error| error.field).collect(),
-            },
-            other => Error::ZoomUnavailable {
-                account,
-                detail: other.to_string(),
-                retry_after: None,
-                sent: true,
-            },
+fn refused(account: &Account, category: RateCategory, refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::Exhausted { retry_after, daily } => Error::BudgetExhausted {
+            account: account.name.clone(),
+            category,
+            daily,
+            retry_after,
         },
+        Refusal::Draining => Error::ShuttingDown,
     }
 }

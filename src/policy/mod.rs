@@ -22,6 +22,10 @@ pub use identity::{Identity, hash_api_key, sans_of_certificate};
 pub use selector::SelectorError;
 use selector::{UserEmail, UserSelector};
 
+/// Largest `callers[].weight`: enough spread for any fair share, small enough that a share
+/// never rounds to nothing.
+pub const MAX_WEIGHT: u32 = 1000;
+
 // === config ===
 
 /// A named set of user selectors (`[[user_groups]]`), used in grants as `group:NAME`.
@@ -53,6 +57,10 @@ pub struct RawCaller {
     /// `"read"` or `"write"`: access to the Admin API (see [`AdminRole`]).
     #[serde(default)]
     pub admin: Option<String>,
+    /// This caller's weight in the fair share of each account's Zoom budget, 1 to 1000
+    /// (default 1): a caller of weight 2 gets twice the share of one of weight 1 when both wait.
+    #[serde(default)]
+    pub weight: Option<u32>,
 }
 
 /// Shows counts instead of the key hashes: they are not secrets, but have no place in logs.
@@ -67,6 +75,7 @@ impl fmt::Debug for RawCaller {
             .field("mtls_sans", &self.mtls_sans)
             .field("grants", &self.grants)
             .field("admin", &self.admin)
+            .field("weight", &self.weight)
             .finish()
     }
 }
@@ -299,6 +308,8 @@ pub enum PolicyErrorKind {
     UnknownField(String),
     #[error("unknown admin role {0:?} (expected \"read\" or \"write\")")]
     UnknownAdminRole(String),
+    #[error("weight {0} is out of range (1 to {MAX_WEIGHT})")]
+    InvalidWeight(u32),
     #[error("bad user selector {selector:?}: {reason}")]
     BadSelector {
         selector: String,
@@ -418,8 +429,16 @@ impl Policy {
                     build_grant(grant, &format!("{path}.grants[{i}]"), &groups, accounts)
                 })
                 .collect::<Result<Box<[Grant]>, PolicyError>>()?;
+            let weight = raw.weight.unwrap_or(1);
+            if !(1..=MAX_WEIGHT).contains(&weight) {
+                return fail(
+                    format!("{path}.weight"),
+                    PolicyErrorKind::InvalidWeight(weight),
+                );
+            }
             let mut caller = Caller::new(raw.name.clone(), index, grants);
             caller.admin = admin;
+            caller.weight = weight;
             compiled.push(Arc::new(caller));
         }
 
@@ -724,6 +743,8 @@ pub struct Caller {
     accounts_by_op: [Box<[AccountName]>; 6],
     /// Access to the Admin API, if any.
     admin: Option<AdminRole>,
+    /// Weight in the fair share of an account's Zoom budget (`callers[].weight`).
+    pub weight: u32,
 }
 
 impl Caller {
@@ -743,6 +764,7 @@ impl Caller {
             grants,
             accounts_by_op,
             admin: None,
+            weight: 1,
         }
     }
 

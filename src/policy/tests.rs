@@ -18,6 +18,7 @@ fn accounts(names: &[&str]) -> Accounts {
         client_id: format!("client-{name}"),
         client_secret: SecretString::from("not-used"),
         plan: Plan::Pro,
+        budget: Default::default(),
     }))
 }
 
@@ -408,6 +409,7 @@ fn many_callers(n: usize) -> Policy {
                 fields: Vec::new(),
             }],
             admin: None,
+            weight: None,
         })
         .collect();
     Policy::build(&callers, &[], &acme_accounts()).expect("valid")
@@ -964,6 +966,7 @@ proptest! {
             mtls_sans: Vec::new(),
             grants: grants.clone(),
             admin: None,
+            weight: None,
         };
         let policy = Policy::build(&[raw_caller], &raw_groups, &accounts(&PROP_ACCOUNTS))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -23,7 +23,7 @@ use crate::accounts::AccountName;
 
 use super::{
     AuditFilter, AuditRecord, Completion, DirectoryEntry, LedgerChange, MAX_AUDIT_LIMIT,
-    MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError,
+    MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError, UserDay,
 };
 
 /// Expands into one `#[tokio::test]` per property of the contract, each on its own store from
@@ -52,6 +52,9 @@ macro_rules! contract_suite {
             routes_are_put_replaced_and_deleted_with_their_audit,
             routes_list_in_email_order_page_by_page,
             a_directory_sync_replaces_one_account_and_keeps_the_others,
+            a_user_s_daily_calls_stop_at_the_cap_and_start_over_the_next_day,
+            [flavor = "multi_thread", worker_threads = 2]
+            concurrent_takes_of_a_user_s_calls_never_pass_the_cap,
             [flavor = "multi_thread", worker_threads = 2]
             concurrent_appends_from_many_tasks_all_land,
         );
@@ -975,4 +978,58 @@ pub(crate) async fn a_directory_sync_replaces_one_account_and_keeps_the_others(
         .await
         .unwrap();
     assert_eq!(store.directory().await.unwrap(), [again[0].clone()]);
+}
+
+pub(crate) async fn a_user_s_daily_calls_stop_at_the_cap_and_start_over_the_next_day(
+    store: Arc<dyn Store>,
+) {
+    let today = UserDay::new(&account("sales"), "Ann@X.test", 20_000);
+    for _ in 0..3 {
+        assert!(store.take_user_call(&today, 3).await.unwrap());
+    }
+    assert!(!store.take_user_call(&today, 3).await.unwrap(), "the cap");
+    let other_user = UserDay::new(&account("sales"), "bob@x.test", 20_000);
+    let other_account = UserDay::new(&account("support"), "ann@x.test", 20_000);
+    assert!(store.take_user_call(&other_user, 3).await.unwrap());
+    assert!(store.take_user_call(&other_account, 3).await.unwrap());
+
+    store.give_back_user_call(&today).await.unwrap();
+    assert!(store.take_user_call(&today, 3).await.unwrap(), "given back");
+    assert!(!store.take_user_call(&today, 3).await.unwrap());
+
+    let tomorrow = UserDay {
+        day: 20_001,
+        ..today.clone()
+    };
+    // Giving back a call of another day changes nothing.
+    store.give_back_user_call(&tomorrow).await.unwrap();
+    assert!(!store.take_user_call(&today, 3).await.unwrap());
+    assert!(
+        store.take_user_call(&tomorrow, 3).await.unwrap(),
+        "a new day"
+    );
+
+    store.fill_user_day(&other_user, 3).await.unwrap();
+    assert!(
+        !store.take_user_call(&other_user, 3).await.unwrap(),
+        "filled"
+    );
+    // An old day's news does not undo a newer day.
+    store.fill_user_day(&today, 3).await.unwrap();
+    assert!(store.take_user_call(&tomorrow, 3).await.unwrap());
+}
+
+pub(crate) async fn concurrent_takes_of_a_user_s_calls_never_pass_the_cap(store: Arc<dyn Store>) {
+    let day = UserDay::new(&account("sales"), "ann@x.test", 20_000);
+    let takes: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, day) = (Arc::clone(&store), day.clone());
+            tokio::spawn(async move { store.take_user_call(&day, 25).await.unwrap() })
+        })
+        .collect();
+    let mut taken = 0;
+    for take in takes {
+        taken += usize::from(take.await.unwrap());
+    }
+    assert_eq!(taken, 25);
 }

@@ -88,6 +88,16 @@ pub trait Store: Send + Sync + 'static {
     /// The whole directory, in email then account order.
     async fn directory(&self) -> Result<Vec<DirectoryEntry>, StoreError>;
 
+    /// Counts one create or update of a host user on a day, unless `cap` are counted already;
+    /// tells whether it counted. A new day starts from zero.
+    async fn take_user_call(&self, day: &UserDay, cap: u32) -> Result<bool, StoreError>;
+
+    /// Takes back one call counted on that day (it never reached Zoom).
+    async fn give_back_user_call(&self, day: &UserDay) -> Result<(), StoreError>;
+
+    /// Marks the day's calls of the user all spent (Zoom said so).
+    async fn fill_user_day(&self, day: &UserDay, cap: u32) -> Result<(), StoreError>;
+
     /// Waits until every connection is closed, so a restart finds a clean database. Used at shutdown;
     /// the store must not be used afterwards. Stores without connections have nothing to do.
     async fn close(&self) {}
@@ -128,6 +138,26 @@ pub struct DirectoryEntry {
     pub account: AccountName,
     pub user_id: String,
     pub synced_at: DateTime<Utc>,
+}
+
+/// One host user's day, as the per-user daily cap counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserDay {
+    pub account: AccountName,
+    /// The user's email or Zoom id, lowercased.
+    pub user: String,
+    /// Days since the epoch, in UTC by Zoom's clock.
+    pub day: i64,
+}
+
+impl UserDay {
+    pub fn new(account: &AccountName, user: &str, day: i64) -> Self {
+        Self {
+            account: account.clone(),
+            user: user.to_lowercase(),
+            day,
+        }
+    }
 }
 
 /// A change to the route overrides.

@@ -321,6 +321,26 @@ mod tests {
         async fn directory(&self) -> Result<Vec<DirectoryEntry>, StoreError> {
             self.inner.directory().await
         }
+        async fn take_user_call(
+            &self,
+            day: &super::super::UserDay,
+            cap: u32,
+        ) -> Result<bool, StoreError> {
+            self.check()?;
+            self.inner.take_user_call(day, cap).await
+        }
+        async fn give_back_user_call(&self, day: &super::super::UserDay) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.give_back_user_call(day).await
+        }
+        async fn fill_user_day(
+            &self,
+            day: &super::super::UserDay,
+            cap: u32,
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.fill_user_day(day, cap).await
+        }
         async fn routes(
             &self,
             after: Option<&str>,

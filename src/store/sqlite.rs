@@ -20,7 +20,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
     AuditFilter, AuditRecord, Completion, DirectoryEntry, LedgerChange, MeetingRecord, Outcome,
-    RouteChange, RouteRecord, Store, StoreError,
+    RouteChange, RouteRecord, Store, StoreError, UserDay,
 };
 use crate::accounts::AccountName;
 
@@ -458,6 +458,64 @@ impl Store for SqliteStore {
         .await
         .map_err(query_error("routes"))?;
         rows.iter().map(route_from_row).collect()
+    }
+
+    async fn take_user_call(&self, day: &UserDay, cap: u32) -> Result<bool, StoreError> {
+        self.write(async |pool| {
+            // One statement: two requests for the same user cannot both take the last call.
+            let counted = sqlx::query(
+                "INSERT INTO user_calls (account, user_key, day, calls) VALUES (?, ?, ?, 1) \
+                 ON CONFLICT (account, user_key) DO UPDATE SET \
+                 calls = CASE WHEN day = excluded.day THEN calls + 1 ELSE 1 END, \
+                 day = excluded.day \
+                 WHERE day <> excluded.day OR calls < ?",
+            )
+            .bind(day.account.as_str())
+            .bind(&day.user)
+            .bind(day.day)
+            .bind(cap)
+            .execute(&pool)
+            .await
+            .map_err(query_error("take_user_call"))?;
+            Ok(counted.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn give_back_user_call(&self, day: &UserDay) -> Result<(), StoreError> {
+        self.write(async |pool| {
+            sqlx::query(
+                "UPDATE user_calls SET calls = calls - 1 \
+                 WHERE account = ? AND user_key = ? AND day = ? AND calls > 0",
+            )
+            .bind(day.account.as_str())
+            .bind(&day.user)
+            .bind(day.day)
+            .execute(&pool)
+            .await
+            .map_err(query_error("give_back_user_call"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fill_user_day(&self, day: &UserDay, cap: u32) -> Result<(), StoreError> {
+        self.write(async |pool| {
+            sqlx::query(
+                "INSERT INTO user_calls (account, user_key, day, calls) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (account, user_key) DO UPDATE SET day = excluded.day, \
+                 calls = excluded.calls WHERE day <= excluded.day",
+            )
+            .bind(day.account.as_str())
+            .bind(&day.user)
+            .bind(day.day)
+            .bind(cap)
+            .execute(&pool)
+            .await
+            .map_err(query_error("fill_user_day"))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn replace_directory(

@@ -21,6 +21,12 @@ pub trait ZoomCall: Sync {
         zoom: &ZoomClient,
         token: &AccessToken,
     ) -> impl Future<Output = Result<Self::Output, ZoomError>> + Send;
+
+    /// What a retry that finds its target gone means, if an earlier try may have done that:
+    /// a delete whose first try got no answer and whose second gets Zoom's 404.
+    fn done_when_gone(&self) -> Option<Self::Output> {
+        None
+    }
 }
 
 /// `GET /users/{user}`: a user by id or email.
@@ -142,6 +148,10 @@ impl ZoomCall for DeleteMeeting<'_> {
     async fn send(&self, zoom: &ZoomClient, token: &AccessToken) -> Result<(), ZoomError> {
         zoom.delete_meeting(token, self.id, self.occurrence_id)
             .await
+    }
+
+    fn done_when_gone(&self) -> Option<()> {
+        Some(())
     }
 }
 

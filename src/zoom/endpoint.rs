@@ -67,6 +67,18 @@ impl Endpoint {
         )
     }
 
+    /// Whether sending the call twice does what sending it once does, so a call that got no
+    /// answer may go again: reads, an update (the same body again) and a delete (see
+    /// [`crate::zoom::ZoomCall::done_when_gone`]). Not a create (a second meeting) nor an end.
+    pub const fn idempotent(self) -> bool {
+        !matches!(self, Endpoint::CreateMeeting | Endpoint::EndMeeting)
+    }
+
+    /// Whether Zoom counts the call against its host's 100 creates and updates of the day.
+    pub const fn counts_per_user(self) -> bool {
+        matches!(self, Endpoint::CreateMeeting | Endpoint::UpdateMeeting)
+    }
+
     /// A stable name for logs, spans and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {

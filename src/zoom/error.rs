@@ -11,6 +11,18 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Which of Zoom's limits a 429 says was hit, from `X-RateLimit-Type` or the message (Zoom
+/// does not always send the header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The account's per-second limit of the category (`QPS`); also any 429 that says nothing.
+    PerSecond,
+    /// The account's daily cap of the category (`Daily-limit`).
+    Daily,
+    /// The host user's 100 meeting creates and updates of the UTC day.
+    UserDaily,
+}
+
 /// A failed Zoom REST call.
 ///
 /// Messages are Zoom's own text, kept for logs; they may echo user ids or emails and must not be
@@ -27,10 +39,11 @@ pub enum ZoomError {
     #[error("zoom: token lacks a required scope: {message}")]
     MissingScope { message: String },
     /// 429: a per-second, daily or per-user limit was hit.
-    #[error("zoom: rate limited (retry after: {retry_after:?})")]
+    #[error("zoom: rate limited, {hit:?} (retry after: {retry_after:?})")]
     RateLimited {
         /// From `Retry-After` (seconds or a date); Zoom often omits it.
         retry_after: Option<Duration>,
+        hit: LimitHit,
     },
     /// 400 other than token or scope problems, e.g. code 300 `Validation Failed`.
     #[error("zoom: bad request (code {code:?}): {message}")]

@@ -5,6 +5,7 @@
 //! into a typed value or a typed [`ZoomError`] / [`TokenError`].
 
 mod calls;
+mod clock;
 mod endpoint;
 mod error;
 mod oauth;
@@ -29,8 +30,9 @@ pub use calls::{
     CreateMeeting, DeleteMeeting, EndMeeting, GetMeeting, GetUser, ListMeetingsOf, ListUsers,
     UpdateMeeting, ZoomCall,
 };
+pub use clock::ZoomClock;
 pub use endpoint::{Endpoint, RateCategory};
-pub use error::{FieldError, ZoomError};
+pub use error::{FieldError, LimitHit, ZoomError};
 pub use oauth::{AccessToken, TokenError, TokenGrant};
 pub use types::{
     ListMeetings, ListedUser, MeetingListKind, MeetingPage, Occurrence, Recurrence, UserPage,
@@ -71,6 +73,7 @@ pub enum BuildError {
 pub struct ZoomClient {
     http: reqwest::Client,
     urls: Arc<Urls>,
+    clock: ZoomClock,
 }
 
 #[derive(Debug)]
@@ -101,7 +104,13 @@ impl ZoomClient {
         Ok(Self {
             http,
             urls: Arc::new(Urls { api, oauth }),
+            clock: ZoomClock::default(),
         })
+    }
+
+    /// Zoom's clock, as the answers of this client have shown it.
+    pub fn clock(&self) -> &ZoomClock {
+        &self.clock
     }
 
     /// Requests a Server-to-Server token for `account` (`grant_type=account_credentials`).
@@ -124,6 +133,7 @@ impl ZoomClient {
             .send()
             .await
             .map_err(|e| TokenError::Unavailable(transport_detail(&e)))?;
+        self.clock.observe(response.headers());
         let status = response.status();
         let body = match read_body(response, MAX_BODY_BYTES).await {
             Ok(body) => body,
@@ -291,6 +301,7 @@ impl ZoomClient {
                 return Err(error);
             }
         };
+        self.clock.observe(response.headers());
         let status = response.status();
         tracing::debug!(
             op,
@@ -305,7 +316,7 @@ impl ZoomClient {
         let body = read_body(response, MAX_ERROR_BODY_BYTES)
             .await
             .unwrap_or_default();
-        let error = classify(status, &headers, &body, Utc::now());
+        let error = classify(status, &headers, &body, self.clock.now());
         tracing::debug!(
             op,
             tracking_id = headers.get("x-zm-trackingid").and_then(|v| v.to_str().ok()),
@@ -535,7 +546,10 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now: DateTime<
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
-        return ZoomError::RateLimited { retry_after };
+        return ZoomError::RateLimited {
+            retry_after,
+            hit: limit_hit(headers, &message),
+        };
     }
     if status.is_server_error() {
         return ZoomError::Unavailable {
@@ -565,6 +579,24 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now: DateTime<
             code,
             message,
         },
+    }
+}
+
+/// Tells which limit a 429 hit: the per-user cap by its message (Zoom sends no type with it),
+/// else by `X-RateLimit-Type`, else by the message.
+fn limit_hit(headers: &HeaderMap, message: &str) -> LimitHit {
+    let message = message.to_ascii_lowercase();
+    if message.contains("particular user") || message.contains("create/update") {
+        return LimitHit::UserDaily;
+    }
+    let kind = headers
+        .get("x-ratelimit-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if kind.eq_ignore_ascii_case("daily-limit") || (kind.is_empty() && message.contains("daily")) {
+        LimitHit::Daily
+    } else {
+        LimitHit::PerSecond
     }
 }
 

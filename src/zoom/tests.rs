@@ -118,6 +118,7 @@ fn account() -> Account {
         client_id: "client-id".into(),
         client_secret: SecretString::from(SECRET),
         plan: Plan::Pro,
+        budget: Default::default(),
     }
 }
 
@@ -562,7 +563,8 @@ async fn rate_limits_read_retry_after() {
     assert_eq!(
         error,
         ZoomError::RateLimited {
-            retry_after: Some(Duration::from_secs(7))
+            retry_after: Some(Duration::from_secs(7)),
+            hit: LimitHit::Daily,
         }
     );
 }
@@ -586,17 +588,24 @@ fn classify_covers_zoom_codes_and_statuses() {
     let per_second = json!({"code": 429, "message": "You have reached the maximum per-second rate limit for this API. Try again later."});
     assert_eq!(
         classify_json(429, &[("x-ratelimit-type", "QPS")], per_second),
-        ZoomError::RateLimited { retry_after: None }
+        ZoomError::RateLimited {
+            retry_after: None,
+            hit: LimitHit::PerSecond
+        }
     );
     let per_user = json!({"code": 429, "message": "You have exceeded the daily rate limit (100) of Meeting Create/Update API requests permitted for this particular user."});
     assert_eq!(
-        classify_json(429, &[], per_user),
-        ZoomError::RateLimited { retry_after: None }
+        classify_json(429, &[("x-ratelimit-type", "Daily-limit")], per_user),
+        ZoomError::RateLimited {
+            retry_after: None,
+            hit: LimitHit::UserDaily
+        }
     );
     assert_eq!(
         classify_json(429, &[("retry-after", "2030-05-31T00:00:00Z")], json!({})),
         ZoomError::RateLimited {
-            retry_after: Some(Duration::from_secs(3600))
+            retry_after: Some(Duration::from_secs(3600)),
+            hit: LimitHit::PerSecond
         }
     );
     assert!(matches!(

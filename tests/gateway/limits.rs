@@ -248,12 +248,21 @@ async fn a_client_that_never_reads_is_cut_off_and_bounded() {
     // Enough meetings that one list answer is some 140 KiB, and the answers to the requests one
     // caller may have in flight (64) outgrow what the kernel's socket buffers take.
     let mut admin = client_at(process.addr, ADMIN_KEY).await;
-    for i in 0..300 {
-        let topic = format!("m{i} {}", "t".repeat(190));
+    for day in 0..3 {
+        // Zoom lets a user create 100 meetings a day: three days of them. A read shows the
+        // gateway Zoom's new day.
+        zoom.set_now(chrono::Utc::now() + chrono::Duration::days(day));
         admin
-            .create_meeting(create_for("alice@sales.acme.test", &topic))
+            .list_meetings(list_for("alice@sales.acme.test"))
             .await
             .unwrap();
+        for i in 0..100 {
+            let topic = format!("m{day}-{i} {}", "t".repeat(190));
+            admin
+                .create_meeting(create_for("alice@sales.acme.test", &topic))
+                .await
+                .unwrap();
+        }
     }
     let before = rss_bytes(process.pid());
 

@@ -1,0 +1,503 @@
+//! One account's budget in one rate-limit category.
+//!
+//! Calls are spaced evenly, never in bursts, so that no second of Zoom's carries more than the
+//! limit even when a call is a little late on the wire. Calls that must wait are served in
+//! start-time fair queueing order between callers, by weight: a caller's unused share goes to
+//! whoever waits, and a caller that floods only lengthens its own queue. A call is refused as
+//! soon as it is clear it could not start before its latest start, and a refused call spends
+//! nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Fixed-point unit of virtual time: a call of a caller of weight `w` costs `SCALE / w`.
+const SCALE: u64 = 1_000_000;
+/// Past callers remembered before the idle ones are forgotten.
+const MAX_REMEMBERED_CALLERS: usize = 1024;
+
+/// Why a call was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It could not start before its latest start; a call asking again after `retry_after`
+    /// would find room. `daily` when the day's cap, not the per-second pace, is spent.
+    Exhausted { retry_after: Duration, daily: bool },
+    /// The gateway is shutting down and the call could not start within the grace period.
+    Draining,
+}
+
+/// One call asking for a place.
+pub(super) struct Ask<'a> {
+    pub caller: &'a str,
+    pub weight: u32,
+    /// The call must be sent by then, or not at all.
+    pub latest_start: Instant,
+    /// Time between two calls: one over the admitted rate.
+    pub interval: Duration,
+    /// Calls allowed per day of Zoom's, if the category has a daily cap.
+    pub daily_cap: Option<u64>,
+    pub today: ZoomDay,
+}
+
+/// The current day of Zoom's clock (UTC), and how long it has left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoomDay {
+    pub number: i64,
+    pub left: Duration,
+}
+
+pub(super) struct Budget {
+    state: Mutex<State>,
+}
+
+struct State {
+    interval: Duration,
+    /// The earliest moment the next call may be sent.
+    next_send: Instant,
+    /// Zoom asked for no calls before then (a 429).
+    paused_until: Instant,
+    /// (day, calls admitted that day).
+    daily: (i64, u64),
+    /// Shutting down: calls that could not start by then are refused.
+    drain_by: Option<Instant>,
+    queue: FairQueue,
+    /// A task is granting places to the queue.
+    dispatching: bool,
+}
+
+type Grant = Result<(), Refusal>;
+
+struct Waiter {
+    reply: oneshot::Sender<Grant>,
+    /// Whether it counted against the daily cap, to give back if it never goes.
+    counted_daily: bool,
+}
+
+impl Budget {
+    pub(super) fn new(interval: Duration) -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Self {
+            state: Mutex::new(State {
+                interval,
+                next_send: now,
+                paused_until: now,
+                daily: (0, 0),
+                drain_by: None,
+                queue: FairQueue::default(),
+                dispatching: false,
+            }),
+        })
+    }
+
+    /// Waits for this call's place, or refuses it at once when it could not start in time.
+    pub(super) async fn admit(self: &Arc<Self>, ask: Ask<'_>) -> Result<(), Refusal> {
+        let (key, reply) = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            state.interval = ask.interval;
+            let counted_daily = state.count_daily(&ask)?;
+            let start_tag = state.queue.start_tag(ask.caller);
+            let ahead = state.queue.ahead_of(start_tag);
+            let start = state.next_start(now) + state.interval * ahead as u32;
+            let latest = state
+                .drain_by
+                .map_or(ask.latest_start, |by| by.min(ask.latest_start));
+            if start > latest {
+                if counted_daily {
+                    state.give_back_daily(ask.today.number);
+                }
+                return Err(if start <= ask.latest_start {
+                    Refusal::Draining
+                } else {
+                    Refusal::Exhausted {
+                        retry_after: start - now,
+                        daily: false,
+                    }
+                });
+            }
+            state.queue.charge(ask.caller, ask.weight, start_tag);
+            if ahead == 0 && start <= now {
+                state.queue.virtual_time = start_tag;
+                state.next_send = now + state.interval;
+                return Ok(());
+            }
+            let (reply, receive) = oneshot::channel();
+            let key = state.queue.push(
+                start_tag,
+                Waiter {
+                    reply,
+                    counted_daily,
+                },
+            );
+            if !state.dispatching {
+                state.dispatching = true;
+                tokio::spawn(Arc::clone(self).dispatch());
+            }
+            (key, receive)
+        };
+        let latest_start = ask.latest_start;
+        let mut reply = reply;
+        match tokio::time::timeout_at(latest_start, &mut reply).await {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(_)) => Err(Refusal::Draining),
+            Err(_) => {
+                // Newer calls of lighter callers went first; this one leaves the queue unspent,
+                // unless its place came in the same instant.
+                let left = self.withdraw(key, ask.today.number);
+                match reply.try_recv() {
+                    Ok(grant) if !left => grant,
+                    _ => Err(Refusal::Exhausted {
+                        retry_after: self.lock().interval,
+                        daily: false,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Zoom said 429: no call goes before `until`.
+    pub(super) fn pause(&self, until: Instant) {
+        let mut state = self.lock();
+        state.paused_until = state.paused_until.max(until);
+    }
+
+    /// How long Zoom's last 429 still holds calls back.
+    pub(super) fn paused_for(&self) -> Option<Duration> {
+        let left = self
+            .lock()
+            .paused_until
+            .saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// How many calls wait now.
+    pub(super) fn waiting(&self) -> usize {
+        self.lock().queue.waiting.len()
+    }
+
+    /// From now on, calls that could not start by `by` are refused, and the waiting ones that
+    /// cannot are told so at once.
+    pub(super) fn drain(&self, by: Instant) {
+        let mut state = self.lock();
+        state.drain_by = Some(by);
+        let first = state.next_start(Instant::now());
+        let interval = state.interval;
+        let late: Vec<_> = state
+            .queue
+            .waiting
+            .keys()
+            .enumerate()
+            .filter(|(ahead, _)| first + interval * *ahead as u32 > by)
+            .map(|(_, key)| *key)
+            .collect();
+        for key in late {
+            if let Some(waiter) = state.queue.waiting.remove(&key) {
+                let _ = waiter.reply.send(Err(Refusal::Draining));
+            }
+        }
+    }
+
+    /// Grants places to the queue, one per interval, lowest start tag first; ends when the
+    /// queue is empty.
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let sleep_until = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                let at = state.next_send.max(state.paused_until);
+                if at > now {
+                    at
+                } else {
+                    let Some(((tag, _), waiter)) = state.queue.waiting.pop_first() else {
+                        state.dispatching = false;
+                        return;
+                    };
+                    if waiter.reply.send(Ok(())).is_ok() {
+                        state.queue.virtual_time = tag;
+                        // On time even when this task woke late, but never a burst after idling.
+                        let floor = now.checked_sub(state.interval).unwrap_or(now);
+                        state.next_send = at.max(floor) + state.interval;
+                    } else if waiter.counted_daily {
+                        let day = state.daily.0;
+                        state.give_back_daily(day);
+                    }
+                    continue;
+                }
+            };
+            tokio::time::sleep_until(sleep_until).await;
+        }
+    }
+
+    /// Takes `key` out of the queue; tells whether it was still there.
+    fn withdraw(&self, key: (u64, u64), day: i64) -> bool {
+        let mut state = self.lock();
+        match state.queue.waiting.remove(&key) {
+            Some(waiter) => {
+                if waiter.counted_daily {
+                    state.give_back_daily(day);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn next_start(&self, now: Instant) -> Instant {
+        self.next_send.max(self.paused_until).max(now)
+    }
+
+    /// Counts the call against the day's cap, or refuses it when the day's calls are spent.
+    fn count_daily(&mut self, ask: &Ask<'_>) -> Result<bool, Refusal> {
+        let Some(cap) = ask.daily_cap else {
+            return Ok(false);
+        };
+        if self.daily.0 != ask.today.number {
+            self.daily = (ask.today.number, 0);
+        }
+        if self.daily.1 >= cap {
+            return Err(Refusal::Exhausted {
+                retry_after: ask.today.left,
+                daily: true,
+            });
+        }
+        self.daily.1 += 1;
+        Ok(true)
+    }
+
+    fn give_back_daily(&mut self, day: i64) {
+        if self.daily.0 == day {
+            self.daily.1 = self.daily.1.saturating_sub(1);
+        }
+    }
+}
+
+/// Start-time fair queueing: each call gets a start tag, the later of the virtual time and
+/// its caller's last finish tag; calls are served in start tag order, and serving one moves
+/// the virtual time to its tag.
+#[derive(Default)]
+struct FairQueue {
+    virtual_time: u64,
+    /// Each caller's last finish tag.
+    finish: HashMap<String, u64>,
+    /// (start tag, arrival number) -> the waiting call.
+    waiting: BTreeMap<(u64, u64), Waiter>,
+    arrivals: u64,
+}
+
+impl FairQueue {
+    fn start_tag(&self, caller: &str) -> u64 {
+        self.finish
+            .get(caller)
+            .map_or(self.virtual_time, |&finish| finish.max(self.virtual_time))
+    }
+
+    /// How many waiting calls go before one with `tag`.
+    fn ahead_of(&self, tag: u64) -> usize {
+        self.waiting.range(..(tag, u64::MAX)).count()
+    }
+
+    /// Moves the caller's finish tag past a call that starts at `tag`.
+    fn charge(&mut self, caller: &str, weight: u32, tag: u64) {
+        if self.finish.len() >= MAX_REMEMBERED_CALLERS {
+            let now = self.virtual_time;
+            self.finish.retain(|_, finish| *finish > now);
+        }
+        let finish = tag + SCALE / u64::from(weight.max(1));
+        match self.finish.get_mut(caller) {
+            Some(last) => *last = finish,
+            None => {
+                self.finish.insert(caller.to_owned(), finish);
+            }
+        }
+    }
+
+    fn push(&mut self, tag: u64, waiter: Waiter) -> (u64, u64) {
+        self.arrivals += 1;
+        let key = (tag, self.arrivals);
+        self.waiting.insert(key, waiter);
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: ZoomDay = ZoomDay {
+        number: 1,
+        left: Duration::from_secs(3600),
+    };
+
+    fn ask(caller: &str, weight: u32, within: Duration) -> Ask<'_> {
+        Ask {
+            caller,
+            weight,
+            latest_start: Instant::now() + within,
+            interval: Duration::from_millis(100),
+            daily_cap: None,
+            today: DAY,
+        }
+    }
+
+    /// Sends `count` calls of `caller` at once; returns when each was admitted, from now.
+    fn flood(
+        budget: &Arc<Budget>,
+        caller: &'static str,
+        weight: u32,
+        count: usize,
+        within: Duration,
+    ) -> Vec<tokio::task::JoinHandle<Result<Duration, Refusal>>> {
+        (0..count)
+            .map(|_| {
+                let budget = Arc::clone(budget);
+                let started = Instant::now();
+                tokio::spawn(async move {
+                    budget.admit(ask(caller, weight, within)).await?;
+                    Ok(started.elapsed())
+                })
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_spaced_by_the_interval_never_in_a_burst() {
+        let budget = Budget::new(Duration::from_millis(100));
+        let calls = flood(&budget, "a", 1, 5, Duration::from_secs(10));
+        let mut took = Vec::new();
+        for call in calls {
+            took.push(call.await.unwrap().unwrap().as_millis());
+        }
+        took.sort();
+        assert_eq!(took, [0, 100, 200, 300, 400]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_could_not_start_in_time_is_refused_at_once_and_spends_nothing() {
+        let budget = Budget::new(Duration::from_millis(100));
+        let queued = flood(&budget, "a", 1, 10, Duration::from_secs(10));
+        tokio::task::yield_now().await;
+
+        let started = Instant::now();
+        let refused = budget.admit(ask("b", 1, Duration::from_millis(50))).await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "refused without waiting");
+        let Err(Refusal::Exhausted { retry_after, .. }) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(retry_after <= Duration::from_millis(200), "{retry_after:?}");
+        // b's share is still whole: its next call goes right after the one being served.
+        let next = budget.admit(ask("b", 1, Duration::from_secs(1))).await;
+        assert!(next.is_ok());
+        assert!(started.elapsed() <= Duration::from_millis(200));
+        for call in queued {
+            call.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flooding_caller_cannot_starve_another_and_weights_set_the_shares() {
+        let budget = Budget::new(Duration::from_millis(100));
+        let flooder = flood(&budget, "flood", 1, 300, Duration::from_secs(60));
+        tokio::task::yield_now().await;
+        // While the flood waits, a weight-2 caller and a weight-1 caller each queue 20 calls.
+        let heavy = flood(&budget, "heavy", 2, 20, Duration::from_secs(60));
+        let light = flood(&budget, "light", 1, 20, Duration::from_secs(60));
+
+        let last = |calls: Vec<tokio::task::JoinHandle<Result<Duration, Refusal>>>| async {
+            let mut latest = Duration::ZERO;
+            for call in calls {
+                latest = latest.max(call.await.unwrap().unwrap());
+            }
+            latest
+        };
+        let (heavy, light) = (last(heavy).await, last(light).await);
+        // With three waiting callers of weights 1, 2, 1, the heavy one gets half the slots:
+        // its 20 calls are done after about 40 slots, the light one's after about 60 (once the
+        // heavy one is done, it shares with the flood alone); the flood's 300 wait behind.
+        assert!(heavy <= Duration::from_millis(4_100), "{heavy:?}");
+        assert!(light <= Duration::from_millis(6_100), "{light:?}");
+        assert!(heavy < light);
+        last(flooder).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zoom_s_pause_holds_every_call_back() {
+        let budget = Budget::new(Duration::from_millis(100));
+        budget.pause(Instant::now() + Duration::from_secs(1));
+        assert!(budget.paused_for().is_some());
+        let refused = budget.admit(ask("a", 1, Duration::from_millis(500))).await;
+        assert!(matches!(refused, Err(Refusal::Exhausted { .. })));
+        let started = Instant::now();
+        budget
+            .admit(ask("a", 1, Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_daily_cap_refuses_until_the_next_day_and_refusals_do_not_count() {
+        let budget = Budget::new(Duration::from_millis(100));
+        let capped = |day: ZoomDay, within| Ask {
+            daily_cap: Some(2),
+            today: day,
+            ..ask("a", 1, within)
+        };
+        budget
+            .admit(capped(DAY, Duration::from_secs(1)))
+            .await
+            .unwrap();
+        // Refused by the pace, not the cap: it must not use up the day.
+        let _ = flood(&budget, "a", 1, 3, Duration::from_secs(1));
+        tokio::task::yield_now().await;
+        let paced = budget.admit(capped(DAY, Duration::ZERO)).await;
+        assert!(matches!(
+            paced,
+            Err(Refusal::Exhausted { daily: false, .. })
+        ));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        budget
+            .admit(capped(DAY, Duration::from_secs(1)))
+            .await
+            .unwrap();
+        let refused = budget.admit(capped(DAY, Duration::from_secs(1))).await;
+        assert_eq!(
+            refused,
+            Err(Refusal::Exhausted {
+                retry_after: DAY.left,
+                daily: true
+            })
+        );
+        let tomorrow = ZoomDay { number: 2, ..DAY };
+        assert!(
+            budget
+                .admit(capped(tomorrow, Duration::from_secs(1)))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_refuses_what_cannot_start_within_the_grace_period() {
+        let budget = Budget::new(Duration::from_millis(100));
+        let queued = flood(&budget, "a", 1, 10, Duration::from_secs(10));
+        tokio::task::yield_now().await;
+        budget.drain(Instant::now() + Duration::from_millis(350));
+        let mut outcomes = Vec::new();
+        for call in queued {
+            outcomes.push(call.await.unwrap().is_ok());
+        }
+        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 4, "{outcomes:?}");
+        let late = budget.admit(ask("a", 1, Duration::from_secs(10))).await;
+        assert_eq!(late, Err(Refusal::Draining));
+    }
+}

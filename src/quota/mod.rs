@@ -1,0 +1,358 @@
+//! Zoom's budget, spent well: admission per account and rate-limit category against Zoom's
+//! published limits, fair share between the callers of an account, Zoom's 429s folded back in,
+//! the per-user daily cap on creates and updates, and a circuit breaker per account.
+//!
+//! Only the Zoom choke point (`meetings::upstream`) calls it: every Zoom call of the gateway,
+//! requests, probes and the directory sync alike, spends the same budget.
+
+mod breaker;
+mod budget;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use crate::accounts::{Account, AccountName, Plan};
+use crate::policy::Caller;
+use crate::store::{Store, StoreError, UserDay};
+use crate::zoom::{RateCategory, ZoomClock};
+
+use breaker::Breaker;
+pub use breaker::{CircuitState, Open, Pass};
+use budget::{Ask, Budget};
+pub use budget::{Refusal, ZoomDay};
+
+/// Meeting creates and updates Zoom allows per host user and UTC day.
+pub const USER_DAILY_CAP: u32 = 100;
+
+/// Zoom's per-second limit of a category on a plan (DOC-RL, "Main REST API limits").
+pub const fn zoom_per_second(plan: Plan, category: RateCategory) -> u32 {
+    match (plan, category) {
+        (Plan::Free, RateCategory::Light) => 4,
+        (Plan::Free, RateCategory::Medium) => 2,
+        (Plan::Free, RateCategory::Heavy) => 1,
+        (Plan::Pro, RateCategory::Light) => 30,
+        (Plan::Pro, RateCategory::Medium) => 20,
+        (Plan::Pro, RateCategory::Heavy) => 10,
+        (Plan::Business, RateCategory::Light) => 80,
+        (Plan::Business, RateCategory::Medium) => 60,
+        (Plan::Business, RateCategory::Heavy) => 40,
+    }
+}
+
+/// Zoom's daily cap of a category on a plan, where it has one.
+pub const fn zoom_daily(plan: Plan, category: RateCategory) -> Option<u64> {
+    match (plan, category) {
+        (Plan::Free, RateCategory::Light) => Some(6_000),
+        (Plan::Free, RateCategory::Medium) => Some(2_000),
+        (Plan::Free, RateCategory::Heavy) => Some(1_000),
+        (Plan::Pro, RateCategory::Heavy) => Some(30_000),
+        (Plan::Business, RateCategory::Heavy) => Some(60_000),
+        _ => None,
+    }
+}
+
+/// What the gateway may spend of one account's budget in one category.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Allowance {
+    /// Zoom's limit (the plan's, or the account's `rate_limits`) times `budget_share`.
+    pub per_second: f64,
+    pub daily: Option<u64>,
+}
+
+impl Allowance {
+    pub fn of(account: &Account, category: RateCategory) -> Self {
+        let share = account.budget.share;
+        let limit = account
+            .budget
+            .per_second(category)
+            .unwrap_or_else(|| zoom_per_second(account.plan, category));
+        Self {
+            per_second: f64::from(limit) * share,
+            daily: zoom_daily(account.plan, category).map(|cap| (cap as f64 * share) as u64),
+        }
+    }
+
+    /// The time between two calls. The pace leaves one call per second of headroom (at most
+    /// half the rate): an evenly spaced call that is a little late on the wire then still
+    /// lands in a second of Zoom's with room for it.
+    pub fn interval(self) -> Duration {
+        let paced = (self.per_second - 1.0).max(self.per_second / 2.0);
+        if paced.is_finite() && paced > 0.0 {
+            Duration::from_secs_f64(1.0 / paced)
+        } else {
+            Duration::from_secs(3600)
+        }
+    }
+}
+
+/// The budgets and circuits of every account; cloning is shallow.
+#[derive(Clone)]
+pub struct Quota {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    budgets: DashMap<(AccountName, RateCategory), Arc<Budget>>,
+    breakers: DashMap<AccountName, Arc<Breaker>>,
+    clock: ZoomClock,
+    /// Where the per-user daily counts live, so that a restart does not reset them.
+    store: Arc<dyn Store>,
+    /// Shutting down: budgets made from now on drain by then too.
+    drain_by: Mutex<Option<Instant>>,
+}
+
+/// A host user's creates and updates today were all spent.
+#[derive(Debug)]
+pub enum UserCapError {
+    Spent { retry_after: Duration },
+    Store(StoreError),
+}
+
+impl Quota {
+    pub fn new(clock: ZoomClock, store: Arc<dyn Store>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                budgets: DashMap::new(),
+                breakers: DashMap::new(),
+                clock,
+                store,
+                drain_by: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Waits until one call of `caller` into `account` may go in `category`, or refuses it at
+    /// once if it could not go by `latest_start`. A refused call spends nothing.
+    pub async fn admit(
+        &self,
+        account: &Account,
+        category: RateCategory,
+        caller: &Caller,
+        latest_start: Instant,
+    ) -> Result<(), Refusal> {
+        let allowance = Allowance::of(account, category);
+        let budget = self.budget(&account.name, category, allowance);
+        budget
+            .admit(Ask {
+                caller: &caller.name,
+                weight: caller.weight,
+                latest_start,
+                interval: allowance.interval(),
+                daily_cap: allowance.daily,
+                today: self.today(),
+            })
+            .await
+    }
+
+    /// Zoom answered 429: no call of `category` goes into `account` for `wait`.
+    pub fn zoom_limited(&self, account: &Account, category: RateCategory, wait: Duration) {
+        let until = Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        let allowance = Allowance::of(account, category);
+        self.budget(&account.name, category, allowance).pause(until);
+    }
+
+    /// How long Zoom's last 429 still holds `category` of `account` back.
+    pub fn paused_for(&self, account: &AccountName, category: RateCategory) -> Option<Duration> {
+        self.inner
+            .budgets
+            .get(&(account.clone(), category))?
+            .paused_for()
+    }
+
+    /// Calls waiting for a place in `account`, over all categories.
+    pub fn waiting(&self, account: &AccountName) -> usize {
+        self.inner
+            .budgets
+            .iter()
+            .filter(|entry| &entry.key().0 == account)
+            .map(|entry| entry.value().waiting())
+            .sum()
+    }
+
+    /// Counts one create or update hosted by `user` in `account` against Zoom's 100 a day.
+    pub async fn take_user_call(
+        &self,
+        account: &AccountName,
+        user: &str,
+    ) -> Result<UserDay, UserCapError> {
+        let today = self.today();
+        let day = UserDay::new(account, user, today.number);
+        match self.inner.store.take_user_call(&day, USER_DAILY_CAP).await {
+            Ok(true) => Ok(day),
+            Ok(false) => Err(UserCapError::Spent {
+                retry_after: today.left,
+            }),
+            Err(error) => Err(UserCapError::Store(error)),
+        }
+    }
+
+    /// Gives back a counted call that never reached Zoom.
+    pub async fn give_back_user_call(&self, day: &UserDay) {
+        if let Err(error) = self.inner.store.give_back_user_call(day).await {
+            tracing::warn!(%error, "could not give back a user's daily call");
+        }
+    }
+
+    /// Zoom says the user's day is spent (its count is ahead of ours: another app).
+    pub async fn user_day_spent(&self, day: &UserDay) {
+        if let Err(error) = self.inner.store.fill_user_day(day, USER_DAILY_CAP).await {
+            tracing::warn!(%error, "could not record that a user's daily calls are spent");
+        }
+    }
+
+    /// The breaker's word on a call into `account`.
+    pub fn pass(&self, account: &AccountName) -> Result<Pass, Open> {
+        self.breaker(account).pass()
+    }
+
+    /// Whether a call into `account` would fail fast now, without taking the check's turn.
+    pub fn pass_would_fail(&self, account: &AccountName) -> Option<Open> {
+        self.inner.breakers.get(account)?.open_now()
+    }
+
+    pub fn succeeded(&self, account: &AccountName) {
+        self.breaker(account).succeeded();
+    }
+
+    pub fn failed(&self, account: &AccountName, pass: Pass, failure: String) {
+        self.breaker(account).failed(pass, failure);
+    }
+
+    pub fn check_abandoned(&self, account: &AccountName, pass: Pass) {
+        self.breaker(account).check_abandoned(pass);
+    }
+
+    pub fn circuit(&self, account: &AccountName) -> CircuitState {
+        self.inner
+            .breakers
+            .get(account)
+            .map_or(CircuitState::Closed, |breaker| breaker.state())
+    }
+
+    /// Shutting down: calls that could not start by `by` are refused, waiting ones at once.
+    pub fn drain(&self, by: Instant) {
+        *self
+            .inner
+            .drain_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(by);
+        for budget in self.inner.budgets.iter() {
+            budget.drain(by);
+        }
+    }
+
+    /// Zoom's current UTC day and how long it has left.
+    pub fn today(&self) -> ZoomDay {
+        day_of(self.inner.clock.now())
+    }
+
+    fn budget(
+        &self,
+        account: &AccountName,
+        category: RateCategory,
+        allowance: Allowance,
+    ) -> Arc<Budget> {
+        let key = (account.clone(), category);
+        if let Some(budget) = self.inner.budgets.get(&key) {
+            return Arc::clone(&budget);
+        }
+        let budget = self
+            .inner
+            .budgets
+            .entry(key)
+            .or_insert_with(|| Budget::new(allowance.interval()))
+            .clone();
+        let drain_by = *self
+            .inner
+            .drain_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(by) = drain_by {
+            budget.drain(by);
+        }
+        budget
+    }
+
+    fn breaker(&self, account: &AccountName) -> Arc<Breaker> {
+        if let Some(breaker) = self.inner.breakers.get(account) {
+            return Arc::clone(&breaker);
+        }
+        self.inner
+            .breakers
+            .entry(account.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+/// The UTC day of `now`, numbered from the epoch, and the time to its end.
+fn day_of(now: DateTime<Utc>) -> ZoomDay {
+    let midnight = (now.date_naive() + chrono::Days::new(1))
+        .and_time(NaiveTime::MIN)
+        .and_utc();
+    ZoomDay {
+        number: now.timestamp().div_euclid(86_400),
+        left: (midnight - now).to_std().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::accounts::AccountBudget;
+
+    fn account(plan: Plan, budget: AccountBudget) -> Account {
+        Account {
+            name: AccountName::parse("sales").unwrap(),
+            zoom_account_id: "z".into(),
+            client_id: "c".into(),
+            client_secret: SecretString::from("s"),
+            plan,
+            budget,
+        }
+    }
+
+    #[test]
+    fn the_allowance_follows_zoom_s_table_the_overrides_and_the_share() {
+        let pro = account(Plan::Pro, AccountBudget::default());
+        let light = Allowance::of(&pro, RateCategory::Light);
+        assert_eq!(light.per_second, 30.0);
+        assert_eq!(light.daily, None);
+        assert_eq!(light.interval(), Duration::from_secs_f64(1.0 / 29.0));
+        assert_eq!(Allowance::of(&pro, RateCategory::Heavy).daily, Some(30_000));
+
+        let shared = account(
+            Plan::Free,
+            AccountBudget {
+                share: 0.5,
+                per_second: [Some(10), None, None],
+            },
+        );
+        let light = Allowance::of(&shared, RateCategory::Light);
+        assert_eq!(light.per_second, 5.0, "raised by support, then halved");
+        assert_eq!(light.daily, Some(3_000));
+        let medium = Allowance::of(&shared, RateCategory::Medium);
+        assert_eq!(medium.per_second, 1.0);
+        assert_eq!(
+            medium.interval(),
+            Duration::from_secs(2),
+            "half the rate at most"
+        );
+    }
+
+    #[test]
+    fn days_end_at_midnight_utc() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let day = day_of(at("2030-01-01T23:59:50Z"));
+        assert_eq!(day.left, Duration::from_secs(10));
+        assert_eq!(day_of(at("2030-01-02T00:00:00Z")).number, day.number + 1);
+    }
+}
