@@ -29,7 +29,7 @@ const ANSWER_RESERVE: Duration = Duration::from_millis(100);
 /// How long a 429 without `Retry-After` pauses the budget: Zoom's window is one second.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 /// Tries of one call after the first, on a 429 or (idempotent calls) a transient failure.
-const MAX_RETRIES: usize = 3;
+const MAX_RETRIES: usize = 5;
 
 /// What a call is about, so that Zoom's 404 becomes the caller's NOT_FOUND of that target. The
 /// id is only turned into text when that happens.
@@ -129,24 +129,9 @@ impl Upstream {
                     "account `{account}` is no longer configured"
                 )));
             };
-            let pass = self
-                .quota
-                .pass(account)
-                .map_err(|open| Error::ZoomUnavailable {
-                    account: account.clone(),
-                    detail: format!("circuit open: {}", open.last_failure),
-                    retry_after: Some(open.retry_after),
-                    sent: false,
-                })?;
             let user_day = match host {
                 Some(host) if endpoint.counts_per_user() => {
-                    match self.take_user_call(account, host).await {
-                        Ok(day) => Some(day),
-                        Err(error) => {
-                            self.quota.check_abandoned(account, pass);
-                            return Err(error);
-                        }
-                    }
+                    Some(self.take_user_call(account, host).await?)
                 }
                 _ => None,
             };
@@ -156,15 +141,6 @@ impl Upstream {
                 host,
             };
             let result = self.with_retries(cx, aim, user_day.as_ref(), &call).await;
-            match &result {
-                Ok(_) | Err(Failed::Answered(_) | Failed::Throttled { .. }) => {
-                    self.quota.succeeded(account);
-                }
-                Err(Failed::Transient(error) | Failed::NoToken(error)) => {
-                    self.quota.failed(account, pass, error.to_string());
-                }
-                Err(Failed::NotSent(_)) => self.quota.check_abandoned(account, pass),
-            }
             if let (Some(day), Err(Failed::NotSent(_) | Failed::NoToken(_))) = (&user_day, &result)
             {
                 self.quota.give_back_user_call(day).await;
@@ -238,8 +214,38 @@ impl Upstream {
         }
     }
 
-    /// One try: a token, a place in the budget, one exchange with Zoom.
+    /// One try, through the account's circuit breaker, which learns how it went.
     async fn try_once<C: ZoomCall>(
+        &self,
+        cx: &RequestContext,
+        aim: Aim<'_>,
+        latest_start: Instant,
+        call: &C,
+    ) -> Result<C::Output, Failed> {
+        let account = &aim.account.name;
+        let pass = self.quota.pass(account).map_err(|open| {
+            Failed::NotSent(Error::ZoomUnavailable {
+                account: account.clone(),
+                detail: format!("circuit open: {}", open.last_failure),
+                retry_after: Some(open.retry_after),
+                sent: false,
+            })
+        })?;
+        let result = self.send_once(cx, aim, latest_start, call).await;
+        match &result {
+            Ok(_) | Err(Failed::Answered(_) | Failed::Throttled { .. }) => {
+                self.quota.succeeded(account);
+            }
+            Err(Failed::Transient(error) | Failed::NoToken(error)) => {
+                self.quota.failed(account, pass, error.to_string());
+            }
+            Err(Failed::NotSent(_)) => self.quota.check_abandoned(account, pass),
+        }
+        result
+    }
+
+    /// One try: a token, a place in the budget, one exchange with Zoom.
+    async fn send_once<C: ZoomCall>(
         &self,
         cx: &RequestContext,
         aim: Aim<'_>,

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Consecutive failed calls that open the circuit.
-const FAILURES_TO_OPEN: u32 = 5;
+/// Consecutive failed tries that open the circuit: enough that Zoom failing one try in three
+/// at random almost never opens it (0.3^10 is about 6 in a million), few enough that a Zoom
+/// that is down stops a storm of retries within a fraction of a second.
+const FAILURES_TO_OPEN: u32 = 10;
 /// How long an open circuit fails calls fast before it lets one through to check: short, since
 /// that one call is all it costs Zoom, and a recovered account should serve again at once.
 const OPEN_FOR: Duration = Duration::from_millis(500);

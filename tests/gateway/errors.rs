@@ -102,8 +102,21 @@ async fn zoom_faults_map_to_retryable_codes() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 
-    // Faults cleared: the same account serves again.
+    // Faults cleared: the same account serves again, at once or, if the failures opened its
+    // circuit, once the circuit's RetryInfo has passed.
     gateway.zoom.set_faults(SALES_ZOOM_ID, Faults::default());
+    if let Err(status) = client
+        .list_meetings(list_for("alice@sales.acme.test"))
+        .await
+    {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        let retry = status
+            .get_details_retry_info()
+            .and_then(|info| info.retry_delay)
+            .expect("an open circuit says when to come back");
+        assert!(retry <= std::time::Duration::from_secs(1), "{retry:?}");
+        tokio::time::sleep(retry).await;
+    }
     client
         .list_meetings(list_for("alice@sales.acme.test"))
         .await

@@ -20,6 +20,7 @@ mod logs;
 mod meetings;
 mod mtls;
 mod process;
+mod quota;
 mod reload;
 mod restart;
 mod store_faults;
