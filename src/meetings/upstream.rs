@@ -285,8 +285,18 @@ impl Upstream {
         }
     }
 
-    /// Counts a create or update against its host's 100 of the day, in the store.
+    /// Counts a create or update against its host's 100 of the day, in the store. The day is
+    /// Zoom's: a gateway that has not heard from Zoom yet (just started) learns its clock from
+    /// the token exchange first.
     async fn take_user_call(&self, account: &AccountName, host: &str) -> Result<UserDay, Error> {
+        if let Err(error) = self.tokens.token(account).await {
+            return Err(Error::ZoomUnavailable {
+                account: account.clone(),
+                detail: format!("token: {error}"),
+                retry_after: self.tokens.cooldown_left(account),
+                sent: false,
+            });
+        }
         self.quota
             .take_user_call(account, host)
             .await

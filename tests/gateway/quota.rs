@@ -415,3 +415,132 @@ async fn a_failing_account_leaves_the_others_latency_alone() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_s_101st_create_of_the_day_waits_for_zoom_s_midnight_even_across_a_restart() {
+    let mut gateway = TestGateway::spawn().await;
+    let midnight = (chrono::Utc::now().date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    gateway
+        .zoom
+        .set_now(midnight - chrono::Duration::seconds(15));
+    let admin = gateway.client(ADMIN_KEY).await;
+    // In waves of 20: well within what one caller may have in flight.
+    for wave in 0..5 {
+        let creates: Vec<_> = (0..20)
+            .map(|i| {
+                let mut admin = admin.clone();
+                let topic = format!("m{wave}-{i}");
+                tokio::spawn(async move {
+                    admin
+                        .create_meeting(create_for("alice@sales.acme.test", &topic))
+                        .await
+                })
+            })
+            .collect();
+        for create in creates {
+            create.await.unwrap().expect("within the day's 100");
+        }
+    }
+    assert!(gateway.zoom.now() < midnight, "the creates took too long");
+
+    let refused_at_once = |gateway: &TestGateway| {
+        let (gateway_zoom, addr) = (gateway.zoom.clone(), gateway.addr);
+        async move {
+            let sent_before = gateway_zoom.total_requests(SALES_ZOOM_ID);
+            let mut admin = client_at(addr, ADMIN_KEY).await;
+            let refused = admin
+                .create_meeting(create_for("alice@sales.acme.test", "one too many"))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+            assert_eq!(reason(&refused), "USER_DAILY_CAP_REACHED");
+            let quota = refused.get_details_quota_failure().expect("QuotaFailure");
+            assert_eq!(quota.violations[0].subject, "user:alice@sales.acme.test");
+            let retry = refused
+                .get_details_retry_info()
+                .and_then(|info| info.retry_delay)
+                .expect("RetryInfo");
+            assert!(
+                retry <= Duration::from_secs(16),
+                "until zoom's midnight: {retry:?}"
+            );
+            assert_eq!(
+                gateway_zoom.total_requests(SALES_ZOOM_ID),
+                sent_before,
+                "zoom was not asked"
+            );
+        }
+    };
+    refused_at_once(&gateway).await;
+    // Another user of the same account still has the day's 100.
+    let mut admin = gateway.client(ADMIN_KEY).await;
+    admin
+        .create_meeting(create_for("bob@sales.acme.test", "bob's first"))
+        .await
+        .expect("bob's day is his own");
+
+    gateway.restart().await;
+    refused_at_once(&gateway).await;
+
+    while gateway.zoom.now() < midnight + chrono::Duration::milliseconds(1500) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut admin = gateway.client(ADMIN_KEY).await;
+    admin
+        .create_meeting(create_for("alice@sales.acme.test", "a new day"))
+        .await
+        .expect("zoom's new day");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_serves_what_it_can_within_the_grace_period_and_refuses_the_rest_at_once() {
+    let gateway =
+        TestGateway::spawn_with(|toml| toml.insert_str(0, "shutdown_grace_period_secs = 1\n"))
+            .await;
+    let meeting = sales_meeting(&gateway).await;
+    let admin = gateway.client(ADMIN_KEY).await;
+    // About three seconds of the account's budget, each with time to wait for it.
+    let calls: Vec<_> = (0..60)
+        .map(|_| {
+            let mut admin = admin.clone();
+            tokio::spawn(async move {
+                let result = admin
+                    .get_meeting(within(Duration::from_secs(10), get(meeting)))
+                    .await;
+                (Instant::now(), result)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    gateway.stop().await;
+    let stopped = stopping.elapsed();
+
+    let (mut served, mut refused) = (0, 0);
+    for call in calls {
+        let (answered, result) = call.await.unwrap();
+        match result {
+            Ok(_) => served += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert_eq!(reason(&status), "SHUTTING_DOWN");
+                assert!(
+                    answered.duration_since(stopping) < Duration::from_millis(300),
+                    "refused only after {:?}",
+                    answered.duration_since(stopping)
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(served >= 20, "{served} served in the grace period");
+    assert!(refused >= 20, "{refused} refused");
+    assert!(
+        stopped < Duration::from_millis(1800),
+        "stopped after {stopped:?}"
+    );
+}
