@@ -57,6 +57,8 @@ zoom_account_id = "BenchSales"
 client_id = "bench-sales"
 client_secret_env = "SALES"
 domains = ["sales.bench.test"]
+# The emulator enforces no limits here: the bench measures the gateway, not Zoom's budget.
+rate_limits = {{ light = 1000000, medium = 1000000 }}
 
 [[accounts]]
 name = "support"
@@ -64,6 +66,7 @@ zoom_account_id = "BenchSupport"
 client_id = "bench-support"
 client_secret_env = "SUPPORT"
 domains = ["support.bench.test"]
+rate_limits = {{ light = 1000000, medium = 1000000 }}
 
 [[callers]]
 name = "bench"
@@ -183,6 +186,7 @@ async fn main() {
                     topic: "bench".into(),
                     ..Default::default()
                 }),
+                ..Default::default()
             })
             .await
             .expect("create through the gateway")

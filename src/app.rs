@@ -23,7 +23,7 @@ use crate::grpc::MeetingsService;
 use crate::grpc::admin::AdminService;
 use crate::grpc::decode_errors::DecodeErrorsLayer;
 use crate::listener::{self, TrackStreamsLayer};
-use crate::meetings::{Meetings, RequestContext};
+use crate::meetings::{Meetings, MeetingsSettings, RequestContext};
 use crate::policy::LivePolicy;
 use crate::policy::{Caller, Operation};
 use crate::proto::admin_server::AdminServer;
@@ -39,6 +39,8 @@ use tracing::Instrument;
 
 /// How often a store that refused a write is checked again, and its backlog written.
 pub const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the request ids of old creates are forgotten.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,8 @@ pub struct App {
     request_timeout: Duration,
     /// How long shutdown waits for requests in flight (`shutdown_grace_period_secs`).
     shutdown_grace: Duration,
+    /// `request_id_retention_hours`.
+    request_id_retention: Duration,
     limits: Limits,
     tls: Option<TlsConfig>,
     policy: LivePolicy,
@@ -132,7 +136,11 @@ impl App {
             tokens.clone(),
             quota,
             recorder.clone(),
-            config.limits.max_requests_in_flight_per_caller,
+            MeetingsSettings {
+                max_in_flight_per_caller: config.limits.max_requests_in_flight_per_caller,
+                request_timeout: config.request_timeout,
+                request_id_retention: config.request_id_retention,
+            },
         );
         let listener = TcpListener::bind(config.listen_addr)
             .await
@@ -161,6 +169,7 @@ impl App {
             ops_addr,
             request_timeout: config.request_timeout,
             shutdown_grace: config.shutdown_grace_period,
+            request_id_retention: config.request_id_retention,
             limits: config.limits,
             tls: config.tls,
             admin: AdminService::new(
@@ -269,6 +278,11 @@ impl App {
                 stopping,
             ))
         });
+        let purge = tokio::spawn(purge_create_requests_every(
+            self.recorder.store().clone(),
+            self.request_id_retention,
+            stopping.clone(),
+        ));
         let reload = self
             .reloader
             .map(|reloader| tokio::spawn(reloader.run(stopping.clone())));
@@ -335,6 +349,7 @@ impl App {
             tracing::warn!(%error, "ops listener failed");
         }
         let _ = checks.await;
+        let _ = purge.await;
         for task in [sync, reload].into_iter().flatten() {
             let _ = task.await;
         }
@@ -345,6 +360,28 @@ impl App {
 
 /// Syncs the directory every `every` until `stopping`; the first sync waits one interval, so a
 /// restart loop does not spend the accounts' budget.
+/// Forgets the `request_id`s of creates older than `retention`, once an hour, from the start.
+async fn purge_create_requests_every(
+    store: Arc<dyn Store>,
+    retention: Duration,
+    stopping: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stopping.cancelled() => return,
+        }
+        let before = chrono::Utc::now() - retention;
+        match store.purge_creates(before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "forgot the request ids of old creates"),
+            Err(error) => tracing::warn!(%error, "could not forget old request ids"),
+        }
+    }
+}
+
 async fn sync_directory_every(
     meetings: Meetings,
     every: Duration,

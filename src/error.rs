@@ -66,6 +66,16 @@ pub enum Error {
         cap: u32,
         retry_after: Duration,
     },
+    /// A create went out to Zoom and its answer was lost: Zoom may have made the meeting.
+    #[error("the outcome of the create is unknown: {cause}")]
+    CreateOutcomeUnknown {
+        /// The create carried a `request_id`: a retry with it finds the meeting if it exists.
+        with_request_id: bool,
+        cause: Box<Error>,
+    },
+    /// Another try of a create with the same `request_id` is still running.
+    #[error("a create with this request_id is still running")]
+    CreateInProgress { retry_after: Duration },
     /// The gateway is shutting down and the request could not be served before it stops.
     #[error("the gateway is shutting down")]
     ShuttingDown,
@@ -198,6 +208,7 @@ impl Error {
             | Error::BudgetExhausted { .. }
             | Error::UserDailyCap { .. }
             | Error::ShuttingDown
+            | Error::CreateInProgress { .. }
             | Error::TooManyRequests { .. }
             | Error::ZoomTimeout { .. }
             | Error::DeadlineExceeded { .. }
@@ -205,6 +216,17 @@ impl Error {
             | Error::AdminNotFound { .. } => self.to_string(),
             Error::UserNotInAccount { .. } => {
                 format!("{self}; check the account, or put the route with force")
+            }
+            Error::CreateOutcomeUnknown {
+                with_request_id: true,
+                ..
+            } => "zoom may have created the meeting, and its answer was lost; a retry with the \
+                  same request_id finds that meeting instead of creating another"
+                .to_owned(),
+            Error::CreateOutcomeUnknown { .. } => {
+                "zoom may have created the meeting, and its answer was lost; look for it among \
+                 the host's meetings before creating it again, or send creates with a request_id"
+                    .to_owned()
             }
             Error::ZoomUnavailable { account, .. } => {
                 format!("zoom is unavailable for account `{account}`")
@@ -245,6 +267,7 @@ impl Error {
             Error::ZoomTimeout { .. }
                 | Error::ZoomUnavailable { sent: true, .. }
                 | Error::DeadlineExceeded { sent: true }
+                | Error::CreateOutcomeUnknown { .. }
         )
     }
 
@@ -266,6 +289,8 @@ impl Error {
             Error::BudgetExhausted { .. } => "ZOOM_BUDGET_EXHAUSTED",
             Error::UserDailyCap { .. } => "USER_DAILY_CAP_REACHED",
             Error::ShuttingDown => "SHUTTING_DOWN",
+            Error::CreateOutcomeUnknown { .. } => "CREATE_OUTCOME_UNKNOWN",
+            Error::CreateInProgress { .. } => "CREATE_IN_PROGRESS",
             Error::ZoomUnavailable { .. } => "ZOOM_UNAVAILABLE",
             Error::ZoomTimeout { .. } => "ZOOM_TIMEOUT",
             Error::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",

@@ -341,6 +341,9 @@ enum MeetingsCommand {
         user: UserArg,
         #[command(flatten)]
         fields: MeetingFields,
+        /// A UUID that makes the create safe to repeat: the same id creates one meeting.
+        #[arg(long)]
+        request_id: Option<String>,
     },
     /// Shows a meeting.
     Get {
@@ -466,7 +469,11 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
     };
     let json = args.server.json;
     let result = match args.command {
-        MeetingsCommand::Create { user, fields } => {
+        MeetingsCommand::Create {
+            user,
+            fields,
+            request_id,
+        } => {
             let (meeting, _) = fields.into_meeting();
             let request = proto::CreateMeetingRequest {
                 user: Some(match (user.user, user.user_id) {
@@ -476,6 +483,7 @@ async fn meetings(args: MeetingsArgs) -> ExitCode {
                     }
                 }),
                 meeting: Some(meeting),
+                request_id: request_id.unwrap_or_default(),
             };
             client
                 .create_meeting(request)

@@ -58,6 +58,10 @@ pub fn counters_json(shared: &Shared, account: &AccountState) -> serde_json::Val
         "total_requests": account.total_requests(),
         "requests": account.requests(),
         "rate_limits": account.limiter.counters(shared.clock.now()),
+        "rate_limit_totals": {
+            "admitted": account.limiter.totals().0,
+            "refused_429": account.limiter.totals().1,
+        },
         "webhooks": { "delivered": delivered, "failed": failed },
     })
 }

@@ -185,8 +185,11 @@ impl proto::meetings_server::Meetings for MeetingsService {
             convert::meeting_draft(request.meeting.as_ref())
                 .and_then(|draft| validate::create_body(&draft)),
         );
-        let result = match both(user, body) {
-            Ok((user, body)) => self.meetings.create(cx, user, body).await,
+        let request_id = validate::request_id(&request.request_id);
+        let result = match both(both(user, body), request_id) {
+            Ok(((user, body), request_id)) => {
+                self.meetings.create(cx, user, body, request_id).await
+            }
             Err(error) => Err(error),
         };
         answer(&id, result.map(convert::meeting_to_proto))
@@ -319,6 +322,9 @@ pub(crate) fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A,
 /// Returns the code the caller sees. Add codes thoughtfully.
 pub fn code(error: &Error) -> Code {
     match error {
+        // As the failure it wraps: UNAVAILABLE or DEADLINE_EXCEEDED.
+        Error::CreateOutcomeUnknown { cause, .. } => code(cause),
+        Error::CreateInProgress { .. } => Code::Aborted,
         Error::InvalidArgument(_) | Error::ZoomRejected { .. } => Code::InvalidArgument,
         Error::Unauthenticated => Code::Unauthenticated,
         Error::NotFound { .. } | Error::AdminNotFound { .. } => Code::NotFound,
@@ -443,6 +449,18 @@ pub fn status(error: Error) -> Status {
         | Error::PermissionDenied { .. }
         | Error::ShuttingDown
         | Error::Internal(_) => {}
+        Error::CreateOutcomeUnknown {
+            with_request_id,
+            cause,
+        } => {
+            metadata.insert("cause".to_owned(), cause.reason().to_owned());
+            if *with_request_id {
+                details.set_retry_info(Some(Duration::ZERO));
+            }
+        }
+        Error::CreateInProgress { retry_after } => {
+            details.set_retry_info(Some(*retry_after));
+        }
     }
     details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code, error.public_message(), details)

@@ -13,6 +13,7 @@ mod ledger;
 mod outcomes;
 mod probes;
 mod redact;
+mod requests;
 mod resolve;
 mod sync;
 mod upstream;
@@ -49,6 +50,7 @@ use self::outcomes::OutcomeCounts;
 pub use self::outcomes::RequestCounts;
 use self::probes::Probes;
 use self::redact::redact;
+use self::requests::CreateRequests;
 pub use self::sync::{AccountSync, SyncReport};
 use self::upstream::{Target, Upstream};
 
@@ -119,6 +121,17 @@ pub struct MeetingList {
     pub total_records: i64,
 }
 
+/// What the request path takes from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct MeetingsSettings {
+    /// `limits.max_requests_in_flight_per_caller`.
+    pub max_in_flight_per_caller: usize,
+    /// `request_timeout_secs`: no request lasts longer.
+    pub request_timeout: std::time::Duration,
+    /// `request_id_retention_hours`: how long a create's `request_id` is remembered.
+    pub request_id_retention: std::time::Duration,
+}
+
 /// The meetings service of the gateway; cloning is shallow.
 #[derive(Clone)]
 pub struct Meetings {
@@ -137,6 +150,7 @@ struct Inner {
     /// The last directory sync's report; held while a sync runs, so one runs at a time.
     sync: tokio::sync::Mutex<Option<SyncReport>>,
     in_flight: InFlight,
+    requests: CreateRequests,
     /// The request tasks, so that shutdown can wait for the ones whose callers left.
     tasks: TaskTracker,
 }
@@ -149,7 +163,7 @@ impl Meetings {
         tokens: TokenCache,
         quota: Quota,
         recorder: Arc<Recorder>,
-        max_in_flight_per_caller: usize,
+        settings: MeetingsSettings,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -161,7 +175,11 @@ impl Meetings {
                 routing,
                 recorder,
                 ledger: LedgerCache::new(ledger::LEDGER_CACHE_ENTRIES),
-                in_flight: InFlight::new(max_in_flight_per_caller),
+                in_flight: InFlight::new(settings.max_in_flight_per_caller),
+                requests: CreateRequests::new(
+                    settings.request_id_retention,
+                    settings.request_timeout,
+                ),
                 tasks: TaskTracker::new(),
             }),
         }
@@ -209,15 +227,29 @@ impl Meetings {
         self.inner.tasks.clone()
     }
 
-    /// Creates a meeting hosted by `user`; `body` is Zoom's create body.
+    /// Creates a meeting hosted by `user`; `body` is Zoom's create body. With a `request_id`
+    /// (AIP-155), the same id from the same caller creates at most one meeting.
     pub async fn create(
         &self,
         cx: RequestContext,
         user: UserRef,
         body: Map<String, Value>,
+        request_id: Option<String>,
     ) -> Result<MeetingView, Error> {
         self.detached(cx, move |this, cx| async move {
-            this.create_now(&cx, user, body).await
+            match request_id {
+                Some(id) => this.create_once(&cx, user, body, id).await,
+                None => this
+                    .create_now(&cx, user, body)
+                    .await
+                    .map_err(|error| match error {
+                        Error::CreateOutcomeUnknown { cause, .. } => Error::CreateOutcomeUnknown {
+                            with_request_id: false,
+                            cause,
+                        },
+                        other => other,
+                    }),
+            }
         })
         .await
     }
@@ -325,61 +357,76 @@ impl Meetings {
             })
     }
 
+    /// Creates once; an answer lost after the create went out is
+    /// [`Error::CreateOutcomeUnknown`].
     async fn create_now(
         &self,
         cx: &RequestContext,
         user: UserRef,
         body: Map<String, Value>,
     ) -> Result<MeetingView, Error> {
-        self.audited(cx, async |progress| {
-            let mut target = self.resolve_user(cx, &user, progress).await?;
-            self.begin_change(cx, &mut progress.audit).await?;
-            let mut retried = false;
-            let meeting = loop {
-                let zoom_user = zoom_user_of(&user, &target);
-                let call = CreateMeeting {
-                    user: &zoom_user,
-                    body: &body,
-                };
-                let on = Target::User(user.key());
-                let host = host_of(&user, &target);
-                let result = self
-                    .inner
-                    .upstream
-                    .call(cx, &target.account, on, Some(host), call)
-                    .await;
-                // Zoom's 1001 applied nothing: the user moved, and the create may go again.
-                if !retried && matches!(result, Err(Error::NotFound { .. })) {
-                    retried = true;
-                    if let Some(moved) = self.resolve_again(cx, &user, &target, progress).await? {
-                        target = moved;
-                        continue;
+        let result = self
+            .audited(cx, async |progress| {
+                let mut target = self.resolve_user(cx, &user, progress).await?;
+                self.begin_change(cx, &mut progress.audit).await?;
+                let mut retried = false;
+                let meeting = loop {
+                    let zoom_user = zoom_user_of(&user, &target);
+                    let call = CreateMeeting {
+                        user: &zoom_user,
+                        body: &body,
+                    };
+                    let on = Target::User(user.key());
+                    let host = host_of(&user, &target);
+                    let result = self
+                        .inner
+                        .upstream
+                        .call(cx, &target.account, on, Some(host), call)
+                        .await;
+                    // Zoom's 1001 applied nothing: the user moved, and the create may go again.
+                    if !retried && matches!(result, Err(Error::NotFound { .. })) {
+                        retried = true;
+                        if let Some(moved) =
+                            self.resolve_again(cx, &user, &target, progress).await?
+                        {
+                            target = moved;
+                            continue;
+                        }
                     }
+                    break result;
+                }?;
+                let account = target.account.clone();
+                let audit = &mut progress.audit;
+                audit.meeting_id = Some(meeting.id);
+                audit.applied = true;
+                let host_email = match lowercase_email(meeting.host_email.as_deref()) {
+                    email if email.is_empty() => target.email.clone(),
+                    email => email,
+                };
+                let record = MeetingRecord {
+                    meeting_id: meeting.id,
+                    account: account.clone(),
+                    host_id: meeting.host_id.clone().unwrap_or(target.user_id.clone()),
+                    host_email: host_email.clone(),
+                    created_by: cx.caller.name.clone(),
+                    created_at: Utc::now(),
+                };
+                // The store learns it with the outcome, in one transaction (see `audit`).
+                self.inner.ledger.insert(Arc::new(record.clone()));
+                audit.ledger = Some(LedgerChange::Record(record));
+                Ok(self.view(cx, account, &host_email, meeting))
+            })
+            .await;
+        result.map_err(|error| {
+            if error.outcome_unknown() {
+                Error::CreateOutcomeUnknown {
+                    with_request_id: true,
+                    cause: Box::new(error),
                 }
-                break result;
-            }?;
-            let account = target.account.clone();
-            let audit = &mut progress.audit;
-            audit.meeting_id = Some(meeting.id);
-            audit.applied = true;
-            let host_email = match lowercase_email(meeting.host_email.as_deref()) {
-                email if email.is_empty() => target.email.clone(),
-                email => email,
-            };
-            let record = MeetingRecord {
-                meeting_id: meeting.id,
-                account: account.clone(),
-                host_id: meeting.host_id.clone().unwrap_or(target.user_id.clone()),
-                host_email: host_email.clone(),
-                created_by: cx.caller.name.clone(),
-                created_at: Utc::now(),
-            };
-            // The store learns it with the outcome, in one transaction (see `audit`).
-            self.inner.ledger.insert(Arc::new(record.clone()));
-            audit.ledger = Some(LedgerChange::Record(record));
-            Ok(self.view(cx, account, &host_email, meeting))
+            } else {
+                error
+            }
         })
-        .await
     }
 
     async fn get_now(

@@ -19,6 +19,31 @@ const MAX_TOPIC_CHARS: usize = 200;
 const MAX_AGENDA_CHARS: usize = 2000;
 const MAX_PASSWORD_CHARS: usize = 10;
 const MAX_PAGE_SIZE: i32 = 300;
+
+/// Reads a create's `request_id` (AIP-155): empty for none, else a UUID other than the nil
+/// UUID, kept lowercased so that one id is one id however it is spelt.
+pub fn request_id(text: &str) -> Result<Option<String>, Error> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let groups: Vec<&str> = text.split('-').collect();
+    let shaped = groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !shaped {
+        return Err(Error::invalid(
+            "request_id",
+            "must be a UUID such as 123e4567-e89b-12d3-a456-426614174000",
+        ));
+    }
+    if text.bytes().all(|b| b == b'0' || b == b'-') {
+        return Err(Error::invalid("request_id", "must not be the nil UUID"));
+    }
+    Ok(Some(text.to_ascii_lowercase()))
+}
+
 /// Zoom's meeting types (`type`): instant, scheduled, recurring without and with a fixed time,
 /// personal, screen share only.
 const MEETING_TYPES: [i32; 6] = [1, 2, 3, PERSONAL, RECURRING_FIXED_TIME, 10];

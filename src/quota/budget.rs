@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 /// Fixed-point unit of virtual time: a call of a caller of weight `w` costs `SCALE / w`.
 const SCALE: u64 = 1_000_000;
+/// tokio's timers fire in whole milliseconds.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 /// Past callers remembered before the idle ones are forgotten.
 const MAX_REMEMBERED_CALLERS: usize = 1024;
 
@@ -217,8 +219,10 @@ impl Budget {
                     };
                     if waiter.reply.send(Ok(())).is_ok() {
                         state.queue.virtual_time = tag;
-                        // On time even when this task woke late, but never a burst after idling.
-                        let floor = now.checked_sub(state.interval).unwrap_or(now);
+                        // On schedule when this task woke a little late (timers tick in whole
+                        // milliseconds), but what a longer delay missed is not caught up.
+                        let slack = state.interval.max(TIMER_RESOLUTION);
+                        let floor = now.checked_sub(slack).unwrap_or(now);
                         state.next_send = at.max(floor) + state.interval;
                     } else if waiter.counted_daily {
                         let day = state.daily.0;
@@ -379,6 +383,30 @@ mod tests {
         }
         took.sort();
         assert_eq!(took, [0, 100, 200, 300, 400]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pace_finer_than_the_timers_still_holds_on_average() {
+        let budget = Budget::new(Duration::from_micros(200));
+        let calls: Vec<_> = (0..1000)
+            .map(|_| {
+                let budget = Arc::clone(&budget);
+                let started = Instant::now();
+                tokio::spawn(async move {
+                    let mut ask = ask("a", 1, Duration::from_secs(10));
+                    ask.interval = Duration::from_micros(200);
+                    budget.admit(ask).await.unwrap();
+                    started.elapsed()
+                })
+            })
+            .collect();
+        let mut last = Duration::ZERO;
+        for call in calls {
+            last = last.max(call.await.unwrap());
+        }
+        // 1000 calls at one per 200 µs take 200 ms, give or take a timer tick.
+        assert!(last >= Duration::from_millis(198), "{last:?}");
+        assert!(last <= Duration::from_millis(202), "{last:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,8 +22,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::accounts::AccountName;
 
 use super::{
-    AuditFilter, AuditRecord, Completion, DirectoryEntry, LedgerChange, MAX_AUDIT_LIMIT,
-    MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError, UserDay,
+    AuditFilter, AuditRecord, Claim, Completion, CreateEnd, CreateRequest, DirectoryEntry,
+    LedgerChange, MAX_AUDIT_LIMIT, MeetingRecord, Outcome, RouteChange, RouteRecord, Store,
+    StoreError, UserDay,
 };
 
 /// Expands into one `#[tokio::test]` per property of the contract, each on its own store from
@@ -53,6 +54,8 @@ macro_rules! contract_suite {
             routes_list_in_email_order_page_by_page,
             a_directory_sync_replaces_one_account_and_keeps_the_others,
             a_user_s_daily_calls_stop_at_the_cap_and_start_over_the_next_day,
+            a_create_request_is_claimed_once_and_tells_retries_how_it_ended,
+            create_claims_expire_and_are_purged,
             [flavor = "multi_thread", worker_threads = 2]
             concurrent_takes_of_a_user_s_calls_never_pass_the_cap,
             [flavor = "multi_thread", worker_threads = 2]
@@ -1032,4 +1035,143 @@ pub(crate) async fn concurrent_takes_of_a_user_s_calls_never_pass_the_cap(store:
         taken += usize::from(take.await.unwrap());
     }
     assert_eq!(taken, 25);
+}
+
+fn create_request(caller: &str, id: &str, body: &str, at_millis: i64) -> CreateRequest {
+    CreateRequest {
+        caller: caller.into(),
+        request_id: id.into(),
+        body_sha256: body.into(),
+        at: DateTime::from_timestamp_millis(at_millis).unwrap(),
+    }
+}
+
+fn millis(at: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at).unwrap()
+}
+
+pub(crate) async fn a_create_request_is_claimed_once_and_tells_retries_how_it_ended(
+    store: Arc<dyn Store>,
+) {
+    let (expired, stale) = (millis(T0 - 86_400_000), millis(T0 - 60_000));
+    let first = create_request("bot", "id-1", "body-a", T0);
+    assert_eq!(
+        store.claim_create(&first, expired, stale).await.unwrap(),
+        Claim::Claimed
+    );
+    let retry = create_request("bot", "id-1", "body-a", T0 + 1_000);
+    assert_eq!(
+        store.claim_create(&retry, expired, stale).await.unwrap(),
+        Claim::Running { since: millis(T0) }
+    );
+    let other = create_request("bot", "id-1", "body-b", T0 + 1_000);
+    assert_eq!(
+        store.claim_create(&other, expired, stale).await.unwrap(),
+        Claim::OtherBody
+    );
+    let other_caller = create_request("other-bot", "id-1", "body-b", T0 + 1_000);
+    assert_eq!(
+        store
+            .claim_create(&other_caller, expired, stale)
+            .await
+            .unwrap(),
+        Claim::Claimed,
+        "ids are per caller"
+    );
+    // A running claim that outlived every request's deadline died with its try.
+    let later_stale = millis(T0 + 1);
+    assert_eq!(
+        store
+            .claim_create(&retry, expired, later_stale)
+            .await
+            .unwrap(),
+        Claim::Unknown { since: millis(T0) }
+    );
+
+    store
+        .finish_create("bot", "id-1", CreateEnd::Unknown)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_create(&retry, expired, stale).await.unwrap(),
+        Claim::Unknown { since: millis(T0) }
+    );
+    let done = CreateEnd::Done {
+        account: account("sales"),
+        meeting_id: 42,
+    };
+    store.finish_create("bot", "id-1", done).await.unwrap();
+    let replay = Claim::Done {
+        account: account("sales"),
+        meeting_id: 42,
+    };
+    assert_eq!(
+        store.claim_create(&retry, expired, stale).await.unwrap(),
+        replay
+    );
+    // A done create stays done: neither an unknown end nor a failure undoes it.
+    store
+        .finish_create("bot", "id-1", CreateEnd::Unknown)
+        .await
+        .unwrap();
+    store
+        .finish_create("bot", "id-1", CreateEnd::Failed)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_create(&retry, expired, stale).await.unwrap(),
+        replay
+    );
+
+    // A create Zoom refused frees its id.
+    store
+        .finish_create("other-bot", "id-1", CreateEnd::Failed)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_create(&other_caller, expired, stale)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+}
+
+pub(crate) async fn create_claims_expire_and_are_purged(store: Arc<dyn Store>) {
+    let stale = millis(T0 - 60_000);
+    let old = create_request("bot", "id-old", "body", T0 - 10_000);
+    let new = create_request("bot", "id-new", "body", T0);
+    store.claim_create(&old, millis(0), stale).await.unwrap();
+    store.claim_create(&new, millis(0), stale).await.unwrap();
+    store
+        .finish_create(
+            "bot",
+            "id-old",
+            CreateEnd::Done {
+                account: account("sales"),
+                meeting_id: 7,
+            },
+        )
+        .await
+        .unwrap();
+    // Past the retention, the id is claimed anew, with another body if need be.
+    let again = create_request("bot", "id-old", "other body", T0 + 1);
+    assert_eq!(
+        store
+            .claim_create(&again, millis(T0 - 5_000), stale)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    assert_eq!(
+        store.purge_creates(millis(T0 + 1)).await.unwrap(),
+        1,
+        "only id-new is older"
+    );
+    assert_eq!(store.purge_creates(millis(T0 + 2)).await.unwrap(), 1);
+    assert_eq!(
+        store.claim_create(&new, millis(0), stale).await.unwrap(),
+        Claim::Claimed,
+        "purged"
+    );
 }

@@ -88,6 +88,27 @@ pub trait Store: Send + Sync + 'static {
     /// The whole directory, in email then account order.
     async fn directory(&self) -> Result<Vec<DirectoryEntry>, StoreError>;
 
+    /// Claims a create's `request_id` for one try, or tells what an earlier try with it left
+    /// (see [`Claim`]). A claim older than `expired_before` is forgotten and claimed anew; a
+    /// running one older than `stale_before` is taken as a try that died.
+    async fn claim_create(
+        &self,
+        request: &CreateRequest,
+        expired_before: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
+
+    /// Records how the try that claimed `request_id` ended.
+    async fn finish_create(
+        &self,
+        caller: &str,
+        request_id: &str,
+        end: CreateEnd,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets claims older than `before`; returns how many.
+    async fn purge_creates(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Counts one create or update of a host user on a day, unless `cap` are counted already;
     /// tells whether it counted. A new day starts from zero.
     async fn take_user_call(&self, day: &UserDay, cap: u32) -> Result<bool, StoreError>;
@@ -138,6 +159,47 @@ pub struct DirectoryEntry {
     pub account: AccountName,
     pub user_id: String,
     pub synced_at: DateTime<Utc>,
+}
+
+/// A create sent with a `request_id`, as its claim records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub caller: String,
+    pub request_id: String,
+    /// Hex SHA-256 of what the create asks for: the same id with another body is refused.
+    pub body_sha256: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What [`Store::claim_create`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// No earlier try: this one may create.
+    Claimed,
+    /// An earlier try with the same id asked for something else.
+    OtherBody,
+    /// An earlier try is still running.
+    Running { since: DateTime<Utc> },
+    /// An earlier try ended (or died) without knowing whether Zoom created the meeting.
+    Unknown { since: DateTime<Utc> },
+    /// An earlier try created this meeting.
+    Done {
+        account: AccountName,
+        meeting_id: i64,
+    },
+}
+
+/// How a claimed create ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateEnd {
+    Done {
+        account: AccountName,
+        meeting_id: i64,
+    },
+    /// Zoom may or may not have created it: a retry looks before it creates.
+    Unknown,
+    /// Zoom created nothing: the id is free again.
+    Failed,
 }
 
 /// One host user's day, as the per-user daily cap counts it.

@@ -321,6 +321,33 @@ mod tests {
         async fn directory(&self) -> Result<Vec<DirectoryEntry>, StoreError> {
             self.inner.directory().await
         }
+        async fn claim_create(
+            &self,
+            request: &super::super::CreateRequest,
+            expired_before: chrono::DateTime<chrono::Utc>,
+            stale_before: chrono::DateTime<chrono::Utc>,
+        ) -> Result<super::super::Claim, StoreError> {
+            self.check()?;
+            self.inner
+                .claim_create(request, expired_before, stale_before)
+                .await
+        }
+        async fn finish_create(
+            &self,
+            caller: &str,
+            request_id: &str,
+            end: super::super::CreateEnd,
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.finish_create(caller, request_id, end).await
+        }
+        async fn purge_creates(
+            &self,
+            before: chrono::DateTime<chrono::Utc>,
+        ) -> Result<u64, StoreError> {
+            self.check()?;
+            self.inner.purge_creates(before).await
+        }
         async fn take_user_call(
             &self,
             day: &super::super::UserDay,

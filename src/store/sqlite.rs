@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AuditFilter, AuditRecord, Completion, DirectoryEntry, LedgerChange, MeetingRecord, Outcome,
-    RouteChange, RouteRecord, Store, StoreError, UserDay,
+    AuditFilter, AuditRecord, Claim, Completion, CreateEnd, CreateRequest, DirectoryEntry,
+    LedgerChange, MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError, UserDay,
 };
 use crate::accounts::AccountName;
 
@@ -277,6 +277,54 @@ async fn check_directory(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// What an earlier claim of the same request id left, as [`Store::claim_create`] reports it.
+fn earlier_claim(
+    row: &sqlx::sqlite::SqliteRow,
+    request: &CreateRequest,
+    stale_before: DateTime<Utc>,
+) -> Result<Claim, StoreError> {
+    let body: String = row
+        .try_get("body_sha256")
+        .map_err(query_error("claim_create"))?;
+    if body != request.body_sha256 {
+        return Ok(Claim::OtherBody);
+    }
+    let state: String = row.try_get("state").map_err(query_error("claim_create"))?;
+    let since = from_millis(
+        row.try_get("created_at")
+            .map_err(query_error("claim_create"))?,
+        || "create_requests.created_at".into(),
+    )?;
+    Ok(match state.as_str() {
+        "running" if since >= stale_before => Claim::Running { since },
+        "running" | "unknown" => Claim::Unknown { since },
+        "done" => {
+            let account: Option<String> = row
+                .try_get("account")
+                .map_err(query_error("claim_create"))?;
+            let meeting_id: Option<i64> = row
+                .try_get("meeting_id")
+                .map_err(query_error("claim_create"))?;
+            match (account.as_deref().map(AccountName::parse), meeting_id) {
+                (Some(Ok(account)), Some(meeting_id)) => Claim::Done {
+                    account,
+                    meeting_id,
+                },
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "a done create without its meeting".into(),
+                    ));
+                }
+            }
+        }
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "create request state `{other}`"
+            )));
+        }
+    })
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError> {
@@ -458,6 +506,101 @@ impl Store for SqliteStore {
         .await
         .map_err(query_error("routes"))?;
         rows.iter().map(route_from_row).collect()
+    }
+
+    async fn claim_create(
+        &self,
+        request: &CreateRequest,
+        expired_before: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        self.write(async |pool| {
+            let mut tx = pool.begin().await.map_err(query_error("claim_create"))?;
+            // Written first, as in `change_route`: a read first would have to upgrade its lock.
+            let claimed = sqlx::query(
+                "INSERT INTO create_requests \
+                 (caller, request_id, body_sha256, state, account, meeting_id, created_at) \
+                 VALUES (?, ?, ?, 'running', NULL, NULL, ?) \
+                 ON CONFLICT (caller, request_id) DO UPDATE SET \
+                 body_sha256 = excluded.body_sha256, state = 'running', account = NULL, \
+                 meeting_id = NULL, created_at = excluded.created_at \
+                 WHERE created_at < ?",
+            )
+            .bind(&request.caller)
+            .bind(&request.request_id)
+            .bind(&request.body_sha256)
+            .bind(request.at.timestamp_millis())
+            .bind(expired_before.timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("claim_create"))?;
+            let claim = if claimed.rows_affected() == 1 {
+                Claim::Claimed
+            } else {
+                let row = sqlx::query(
+                    "SELECT body_sha256, state, account, meeting_id, created_at \
+                     FROM create_requests WHERE caller = ? AND request_id = ?",
+                )
+                .bind(&request.caller)
+                .bind(&request.request_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_error("claim_create"))?;
+                earlier_claim(&row, request, stale_before)?
+            };
+            tx.commit().await.map_err(query_error("claim_create"))?;
+            Ok(claim)
+        })
+        .await
+    }
+
+    async fn finish_create(
+        &self,
+        caller: &str,
+        request_id: &str,
+        end: CreateEnd,
+    ) -> Result<(), StoreError> {
+        self.write(async |pool| {
+            let query = match &end {
+                CreateEnd::Done {
+                    account,
+                    meeting_id,
+                } => sqlx::query(
+                    "UPDATE create_requests SET state = 'done', account = ?, meeting_id = ? \
+                     WHERE caller = ? AND request_id = ?",
+                )
+                .bind(account.as_str())
+                .bind(*meeting_id),
+                CreateEnd::Unknown => sqlx::query(
+                    "UPDATE create_requests SET state = 'unknown' \
+                     WHERE caller = ? AND request_id = ? AND state <> 'done'",
+                ),
+                CreateEnd::Failed => sqlx::query(
+                    "DELETE FROM create_requests \
+                     WHERE caller = ? AND request_id = ? AND state <> 'done'",
+                ),
+            };
+            query
+                .bind(caller)
+                .bind(request_id)
+                .execute(&pool)
+                .await
+                .map_err(query_error("finish_create"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_creates(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(async |pool| {
+            let purged = sqlx::query("DELETE FROM create_requests WHERE created_at < ?")
+                .bind(before.timestamp_millis())
+                .execute(&pool)
+                .await
+                .map_err(query_error("purge_creates"))?;
+            Ok(purged.rows_affected())
+        })
+        .await
     }
 
     async fn take_user_call(&self, day: &UserDay, cap: u32) -> Result<bool, StoreError> {

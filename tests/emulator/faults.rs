@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use zoomgate::emulator::Faults;
 
-use crate::support::{CONFIG, read, spawn, spawn_with};
+use crate::support::{CONFIG, at, read, spawn, spawn_with};
 
 const GET_USER: &str = "GET /users/{userId}";
 
@@ -126,6 +126,61 @@ async fn reset_rate_breaks_the_connection_without_an_answer() {
     let error = result.expect_err("a reset connection gives no HTTP response");
     assert!(error.status().is_none() && !error.is_timeout(), "{error:?}");
     assert_eq!(zoom.emu.total_requests("acc-a"), 1);
+    zoom.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn create_then_reset_applies_the_create_and_drops_the_answer() {
+    let zoom = spawn().await;
+    let token = zoom.token("acc-a").await;
+    zoom.emu.set_faults(
+        "acc-a",
+        Faults {
+            create_then_reset_rate: 1.0,
+            ..Faults::default()
+        },
+    );
+    let result = zoom
+        .http
+        .post(format!("{}/users/ua-alice/meetings", zoom.emu.api_url()))
+        .bearer_auth(&token)
+        .json(&json!({"topic": "applied, answer lost"}))
+        .send()
+        .await;
+    let error = result.expect_err("a reset connection gives no HTTP response");
+    assert!(error.status().is_none(), "{error:?}");
+    let made = zoom.emu.meetings("acc-a");
+    assert!(
+        made.iter().any(|m| m["topic"] == "applied, answer lost"),
+        "{made:?}"
+    );
+    // Only creates: a read is answered.
+    let answer = zoom.call(&token, GET_USER, "/users/ua-alice", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    zoom.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_carry_the_emulator_clock_s_date_and_the_limiter_counts_429s() {
+    let zoom = spawn().await;
+    zoom.emu.set_now(at("2030-01-01T23:59:50Z"));
+    let response = zoom.token_response("acc-a").await;
+    let date = response.headers()["date"].to_str().unwrap().to_owned();
+    assert!(date.starts_with("Tue, 01 Jan 2030 23:59:5"), "{date}");
+    let token = zoom.token("acc-a").await;
+    zoom.call(&token, GET_USER, "/users/ua-alice", None).await;
+    zoom.emu.set_faults(
+        "acc-a",
+        Faults {
+            force_429: true,
+            ..Faults::default()
+        },
+    );
+    let limited = zoom
+        .call_unchecked(&token, GET_USER, "/users/ua-alice", None)
+        .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(zoom.emu.rate_limit_totals("acc-a"), (1, 1));
     zoom.emu.shutdown().await;
 }
 

@@ -22,6 +22,7 @@ mod mtls;
 mod process;
 mod quota;
 mod reload;
+mod requests;
 mod restart;
 mod store_faults;
 mod terminal;

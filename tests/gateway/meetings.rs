@@ -222,6 +222,7 @@ async fn recurring_meetings_have_occurrences_and_one_can_go() {
                 "bob@sales.acme.test".into(),
             )),
             meeting: Some(meeting),
+            ..Default::default()
         })
         .await
         .expect("create recurring")

@@ -102,6 +102,7 @@ fn assert_refusals_are_budget_refusals(answers: &[Answer]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_times_the_allowed_load_gives_no_429_and_near_full_goodput() {
+    let _turn = measuring().await;
     let gateway = TestGateway::spawn().await;
     let meeting = sales_meeting(&gateway).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -150,6 +151,7 @@ async fn three_times_the_allowed_load_gives_no_429_and_near_full_goodput() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_wait_would_pass_its_deadline_is_refused_at_once_and_says_why() {
+    let _turn = measuring().await;
     let gateway = TestGateway::spawn().await;
     let meeting = sales_meeting(&gateway).await;
     // Two seconds of the account's budget wait in line.
@@ -213,6 +215,7 @@ async fn a_request_whose_wait_would_pass_its_deadline_is_refused_at_once_and_say
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_caller_cannot_starve_one_that_keeps_to_its_share() {
+    let _turn = measuring().await;
     let gateway = TestGateway::spawn().await;
     let meeting = sales_meeting(&gateway).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -255,6 +258,7 @@ async fn a_flooding_caller_cannot_starve_one_that_keeps_to_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_calls_ride_out_zoom_s_5xx_and_resets() {
+    let _turn = measuring().await;
     let gateway = TestGateway::spawn().await;
     let meeting = sales_meeting(&gateway).await;
     gateway.zoom.set_faults(
@@ -291,6 +295,7 @@ async fn idempotent_calls_ride_out_zoom_s_5xx_and_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_endpoint_down_for_two_lifetimes_fails_clearly_and_recovers_within_a_second() {
+    let _turn = measuring().await;
     let gateway = TestGateway::spawn().await;
     let meeting = sales_meeting(&gateway).await;
     let mut admin = gateway.client(ADMIN_KEY).await;
@@ -385,6 +390,7 @@ async fn support_p99_beside(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_account_leaves_the_others_latency_alone() {
+    let _turn = measuring().await;
     let gateway = TestGateway::spawn().await;
     let sales = sales_meeting(&gateway).await;
     let mut admin = gateway.client(ADMIN_KEY).await;

@@ -553,6 +553,7 @@ pub fn create_for(email: &str, topic: &str) -> proto::CreateMeetingRequest {
             email.to_owned(),
         )),
         meeting: Some(scheduled(topic)),
+        ..Default::default()
     }
 }
 
@@ -629,4 +630,11 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Tests whose figures the load of other tests would skew (latency, goodput), or whose load
+/// would skew the figures of others, take turns: one of them at a time.
+pub async fn measuring() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }

@@ -65,6 +65,7 @@ async fn assert_held_takes_as_long_as_real(
     faults: Faults,
     lookup: impl AsyncFn(&mut Client, usize) -> Result<(), tonic::Status>,
 ) {
+    let _turn = measuring().await;
     let gateway = gateway_with(faults).await;
     let mut sales = gateway.client(SALES_KEY).await;
     let (mut real, mut held) = (Vec::new(), Vec::new());
@@ -121,6 +122,7 @@ async fn held_user_not_found_takes_as_long_as_a_probe_when_most_answers_are_fast
 
 #[tokio::test]
 async fn a_lookup_that_asks_zoom_is_not_held_on_top() {
+    let _turn = measuring().await;
     // Every probe so far took 60 ms; then Zoom speeds up.
     let gateway = gateway_with(bimodal(20, 60, 1.0)).await;
     let mut sales = gateway.client(SALES_KEY).await;

@@ -25,6 +25,7 @@ async fn each_bad_field_is_named() {
             proto::CreateMeetingRequest {
                 user: None,
                 meeting: Some(scheduled("x")),
+                ..Default::default()
             },
         ),
         (
@@ -32,6 +33,7 @@ async fn each_bad_field_is_named() {
             proto::CreateMeetingRequest {
                 user: user(""),
                 meeting: Some(scheduled("x")),
+                ..Default::default()
             },
         ),
         (
@@ -39,6 +41,7 @@ async fn each_bad_field_is_named() {
             proto::CreateMeetingRequest {
                 user: Some(proto::create_meeting_request::User::UserId("me".into())),
                 meeting: Some(scheduled("x")),
+                ..Default::default()
             },
         ),
         ("meeting.duration_minutes", {
@@ -47,6 +50,7 @@ async fn each_bad_field_is_named() {
             proto::CreateMeetingRequest {
                 user: user("alice@sales.acme.test"),
                 meeting: Some(m),
+                ..Default::default()
             }
         }),
         ("meeting.timezone", {
@@ -55,6 +59,7 @@ async fn each_bad_field_is_named() {
             proto::CreateMeetingRequest {
                 user: user("alice@sales.acme.test"),
                 meeting: Some(m),
+                ..Default::default()
             }
         }),
         ("meeting.topic", {
@@ -62,6 +67,7 @@ async fn each_bad_field_is_named() {
             proto::CreateMeetingRequest {
                 user: user("alice@sales.acme.test"),
                 meeting: Some(m),
+                ..Default::default()
             }
         }),
         ("meeting.type", {
@@ -70,6 +76,7 @@ async fn each_bad_field_is_named() {
             proto::CreateMeetingRequest {
                 user: user("alice@sales.acme.test"),
                 meeting: Some(m),
+                ..Default::default()
             }
         }),
     ];
@@ -182,6 +189,7 @@ fn no_input_panics_the_server() {
                 .create_meeting(proto::CreateMeetingRequest {
                     user: Some(proto::create_meeting_request::User::UserEmail(email.clone())),
                     meeting: Some(meeting),
+                    ..Default::default()
                 })
                 .await;
             let code = create.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code());
