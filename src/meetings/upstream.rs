@@ -346,7 +346,12 @@ impl Upstream {
                         });
                     }
                     LimitHit::Daily => retry_after.unwrap_or(self.quota.today().left),
-                    LimitHit::PerSecond => retry_after.unwrap_or(DEFAULT_PAUSE),
+                    LimitHit::PerSecond { limit } => {
+                        if let Some(limit) = limit {
+                            self.quota.zoom_says_limit(account, category, limit);
+                        }
+                        retry_after.unwrap_or(DEFAULT_PAUSE)
+                    }
                 };
                 self.quota.zoom_limited(account, category, wait);
                 Failed::Throttled {

@@ -57,6 +57,8 @@ pub(super) struct Budget {
 
 struct State {
     interval: Duration,
+    /// The pace Zoom's own `X-RateLimit-Limit` allows, when slower than the config's.
+    zoom_interval: Duration,
     /// The earliest moment the next call may be sent.
     next_send: Instant,
     /// Zoom asked for no calls before then (a 429).
@@ -84,6 +86,7 @@ impl Budget {
         Arc::new(Self {
             state: Mutex::new(State {
                 interval,
+                zoom_interval: Duration::ZERO,
                 next_send: now,
                 paused_until: now,
                 daily: (0, 0),
@@ -99,7 +102,7 @@ impl Budget {
         let (key, reply) = {
             let mut state = self.lock();
             let now = Instant::now();
-            state.interval = ask.interval;
+            state.interval = ask.interval.max(state.zoom_interval);
             let counted_daily = state.count_daily(&ask)?;
             let start_tag = state.queue.start_tag(ask.caller);
             let ahead = state.queue.ahead_of(start_tag);
@@ -164,6 +167,13 @@ impl Budget {
     pub(super) fn pause(&self, until: Instant) {
         let mut state = self.lock();
         state.paused_until = state.paused_until.max(until);
+    }
+
+    /// Paces calls no faster than one per `interval` from now on, whatever the config says.
+    pub(super) fn slow_to(&self, interval: Duration) {
+        let mut state = self.lock();
+        state.zoom_interval = state.zoom_interval.max(interval);
+        state.interval = state.interval.max(interval);
     }
 
     /// How long Zoom's last 429 still holds calls back.
@@ -470,6 +480,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_limit_zoom_names_slows_the_pace_for_good() {
+        let budget = Budget::new(Duration::from_millis(100));
+        budget.slow_to(Duration::from_millis(300));
+        let calls = flood(&budget, "a", 1, 3, Duration::from_secs(10));
+        let mut took = Vec::new();
+        for call in calls {
+            took.push(call.await.unwrap().unwrap().as_millis());
+        }
+        took.sort();
+        assert_eq!(took, [0, 300, 600], "the config's 100 ms no longer holds");
     }
 
     #[tokio::test(start_paused = true)]

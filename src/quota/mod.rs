@@ -157,6 +157,26 @@ impl Quota {
         self.budget(&account.name, category, allowance).pause(until);
     }
 
+    /// Zoom's 429 named the category's per-second limit (`X-RateLimit-Limit`): below what the
+    /// config says (the plan changed, or support lowered it), the lower one holds from now on.
+    pub fn zoom_says_limit(&self, account: &Account, category: RateCategory, limit: u32) {
+        let configured = Allowance::of(account, category);
+        let told = Allowance {
+            per_second: f64::from(limit) * account.budget.share,
+            ..configured
+        };
+        if told.per_second < configured.per_second {
+            tracing::warn!(
+                account = %account.name,
+                category = category.as_str(),
+                limit,
+                "zoom names a lower rate limit than the config; pacing by it"
+            );
+            self.budget(&account.name, category, configured)
+                .slow_to(told.interval());
+        }
+    }
+
     /// How long Zoom's last 429 still holds `category` of `account` back.
     pub fn paused_for(&self, account: &AccountName, category: RateCategory) -> Option<Duration> {
         self.inner

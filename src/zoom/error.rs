@@ -16,7 +16,8 @@ pub struct FieldError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitHit {
     /// The account's per-second limit of the category (`QPS`); also any 429 that says nothing.
-    PerSecond,
+    /// `limit` is Zoom's `X-RateLimit-Limit`, when it sent a usable one.
+    PerSecond { limit: Option<u32> },
     /// The account's daily cap of the category (`Daily-limit`).
     Daily,
     /// The host user's 100 meeting creates and updates of the UTC day.

@@ -596,7 +596,12 @@ fn limit_hit(headers: &HeaderMap, message: &str) -> LimitHit {
     if kind.eq_ignore_ascii_case("daily-limit") || (kind.is_empty() && message.contains("daily")) {
         LimitHit::Daily
     } else {
-        LimitHit::PerSecond
+        let limit = headers
+            .get("x-ratelimit-limit")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|&limit| limit > 0);
+        LimitHit::PerSecond { limit }
     }
 }
 

@@ -587,10 +587,26 @@ fn classify_json(status: u16, headers: &[(&'static str, &'static str)], body: Va
 fn classify_covers_zoom_codes_and_statuses() {
     let per_second = json!({"code": 429, "message": "You have reached the maximum per-second rate limit for this API. Try again later."});
     assert_eq!(
-        classify_json(429, &[("x-ratelimit-type", "QPS")], per_second),
+        classify_json(429, &[("x-ratelimit-type", "QPS")], per_second.clone()),
         ZoomError::RateLimited {
             retry_after: None,
-            hit: LimitHit::PerSecond
+            hit: LimitHit::PerSecond { limit: None }
+        }
+    );
+    let told = [("x-ratelimit-type", "QPS"), ("x-ratelimit-limit", "20")];
+    assert_eq!(
+        classify_json(429, &told, per_second.clone()),
+        ZoomError::RateLimited {
+            retry_after: None,
+            hit: LimitHit::PerSecond { limit: Some(20) }
+        }
+    );
+    let zero = [("x-ratelimit-type", "QPS"), ("x-ratelimit-limit", "0")];
+    assert_eq!(
+        classify_json(429, &zero, per_second),
+        ZoomError::RateLimited {
+            retry_after: None,
+            hit: LimitHit::PerSecond { limit: None }
         }
     );
     let per_user = json!({"code": 429, "message": "You have exceeded the daily rate limit (100) of Meeting Create/Update API requests permitted for this particular user."});
@@ -605,7 +621,7 @@ fn classify_covers_zoom_codes_and_statuses() {
         classify_json(429, &[("retry-after", "2030-05-31T00:00:00Z")], json!({})),
         ZoomError::RateLimited {
             retry_after: Some(Duration::from_secs(3600)),
-            hit: LimitHit::PerSecond
+            hit: LimitHit::PerSecond { limit: None }
         }
     );
     assert!(matches!(

@@ -550,3 +550,33 @@ async fn shutdown_serves_what_it_can_within_the_grace_period_and_refuses_the_res
         "stopped after {stopped:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoom_s_own_user_cap_429_is_honoured_and_remembered() {
+    let gateway = TestGateway::spawn().await;
+    // Another app spent bob's day in Zoom, behind the gateway's back.
+    for i in 0..100 {
+        gateway
+            .create_in_sales_zoom("u-bob", &format!("other app {i}"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let mut admin = gateway.client(ADMIN_KEY).await;
+    let refused = admin
+        .create_meeting(create_for("bob@sales.acme.test", "one too many"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(reason(&refused), "USER_DAILY_CAP_REACHED");
+    assert!(refused.get_details_retry_info().is_some());
+
+    // Remembered: the next one does not ask Zoom.
+    let sent = gateway.zoom.total_requests(SALES_ZOOM_ID);
+    let again = admin
+        .create_meeting(create_for("bob@sales.acme.test", "still too many"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&again), "USER_DAILY_CAP_REACHED");
+    assert_eq!(gateway.zoom.total_requests(SALES_ZOOM_ID), sent);
+    gateway.stop().await;
+}
