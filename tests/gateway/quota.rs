@@ -580,3 +580,52 @@ async fn zoom_s_own_user_cap_429_is_honoured_and_remembered() {
     assert_eq!(gateway.zoom.total_requests(SALES_ZOOM_ID), sent);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_zoom_answers_429_the_gateway_waits_as_told_instead_of_forwarding_everything() {
+    let _turn = measuring().await;
+    let gateway = TestGateway::spawn().await;
+    let meeting = sales_meeting(&gateway).await;
+    gateway.zoom.set_faults(
+        SALES_ZOOM_ID,
+        Faults {
+            force_429: true,
+            ..Default::default()
+        },
+    );
+    let before = gateway.zoom.total_requests(SALES_ZOOM_ID);
+    let answers = load(
+        &gateway,
+        ADMIN_KEY,
+        meeting,
+        50.0,
+        Duration::from_secs(3),
+        Duration::from_millis(1500),
+    )
+    .await;
+    let sent = gateway.zoom.total_requests(SALES_ZOOM_ID) - before;
+    // 150 requests; Zoom asked for a second's pause after each 429.
+    assert!(
+        sent <= 10,
+        "{sent} requests reached a Zoom that answers 429"
+    );
+    for answer in &answers {
+        let (code, reason) = answer.result.clone().unwrap_err();
+        assert_eq!(code, Code::ResourceExhausted);
+        assert!(
+            ["ZOOM_RATE_LIMITED", "ZOOM_BUDGET_EXHAUSTED"].contains(&reason.as_str()),
+            "{reason}"
+        );
+    }
+    let mut client = gateway.client(ADMIN_KEY).await;
+    let limited = client
+        .get_meeting(within(Duration::from_millis(1500), get(meeting)))
+        .await
+        .unwrap_err();
+    let retry = limited
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo");
+    assert!(retry > Duration::ZERO, "{retry:?}");
+    gateway.stop().await;
+}
