@@ -5,6 +5,7 @@
 pub mod explain;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -15,9 +16,11 @@ use crate::meetings::{
     Meetings, RequestContext, RequestCounts, RequestId, SyncReport, UserRef, validate,
 };
 use crate::policy::{AdminRole, Caller, LivePolicy, Operation};
+use crate::quota::{Allowance, CircuitState};
 use crate::routing::{RouteOverrides, RouteSource};
 use crate::store::{AuditFilter, AuditRecord, Outcome, RouteChange, RouteRecord, Store};
 use crate::token::{TokenCache, TokenState};
+use crate::zoom::RateCategory;
 
 use self::explain::{ExplainTarget, Explanation, Placement};
 
@@ -36,6 +39,16 @@ pub struct AccountView {
     /// Lookups that fail now without asking Zoom, with the reason they answer.
     pub failure_marks: Vec<(TargetKind, &'static str)>,
     pub requests: RequestCounts,
+    pub budget: BudgetView,
+}
+
+/// How an account's Zoom budget stands (see [`crate::quota`]).
+#[derive(Clone, Debug)]
+pub struct BudgetView {
+    pub circuit: CircuitState,
+    pub waiting: usize,
+    /// Per category: what may be spent, and how long Zoom's last 429 still holds it back.
+    pub categories: Vec<(RateCategory, Allowance, Option<Duration>)>,
 }
 
 /// One page of a listing, and the token of the next one (empty on the last).
@@ -160,6 +173,21 @@ impl Admin {
                 .map(|(kind, error)| (kind, error.reason()))
                 .collect(),
             requests: meetings.request_counts(name).unwrap_or_default(),
+            budget: BudgetView {
+                circuit: meetings.circuit(name),
+                waiting: meetings.waiting_calls(name),
+                categories: [
+                    RateCategory::Light,
+                    RateCategory::Medium,
+                    RateCategory::Heavy,
+                ]
+                .into_iter()
+                .map(|category| {
+                    let allowance = Allowance::of(account, category);
+                    (category, allowance, meetings.paused_for(name, category))
+                })
+                .collect(),
+            },
         })
     }
 

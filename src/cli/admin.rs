@@ -320,6 +320,23 @@ fn account_json(a: &proto::Account) -> Value {
             "failed": requests.failed,
             "unknown": requests.unknown,
         },
+        "budget": budget_json(a.budget.as_ref()),
+    })
+}
+
+fn budget_json(budget: Option<&proto::Budget>) -> Value {
+    let Some(budget) = budget else {
+        return Value::Null;
+    };
+    json!({
+        "circuit": budget.circuit,
+        "waiting": budget.waiting,
+        "categories": budget.categories.iter().map(|c| json!({
+            "category": c.category,
+            "per_second": c.per_second,
+            "daily": (c.daily > 0).then_some(c.daily),
+            "paused_for_ms": c.paused_for.map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -365,6 +382,22 @@ fn print_accounts(accounts: &[proto::Account], json: bool) {
         }
         for mark in &a.failure_marks {
             outln!("  {} lookups failing: {}", mark.lookup, mark.reason);
+        }
+        if let Some(budget) = &a.budget {
+            let pace: Vec<String> = budget
+                .categories
+                .iter()
+                .map(|c| format!("{} {}/s", c.category, c.per_second))
+                .collect();
+            outln!(
+                "  zoom budget: {}; circuit {}; {} waiting",
+                pace.join(", "),
+                budget.circuit,
+                budget.waiting
+            );
+            for paused in budget.categories.iter().filter(|c| c.paused_for.is_some()) {
+                outln!("  {} paused by zoom's 429", paused.category);
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::meetings::{RequestId, SyncReport, UserRef, validate};
 use crate::policy::{Decision, LivePolicy, Operation};
 use crate::proto;
 use crate::proto::admin_server::AdminServer;
+use crate::quota::CircuitState;
 use crate::routing::RouteSource;
 use crate::store::{AuditFilter, AuditRecord, Outcome, RouteRecord};
 
@@ -410,6 +411,26 @@ fn account_proto(view: AccountView) -> proto::Account {
             denied: view.requests.denied,
             failed: view.requests.failed,
             unknown: view.requests.unknown,
+        }),
+        budget: Some(proto::Budget {
+            circuit: match view.budget.circuit {
+                CircuitState::Closed => "closed",
+                CircuitState::Open { .. } => "open",
+                CircuitState::Checking => "checking",
+            }
+            .to_owned(),
+            waiting: u32::try_from(view.budget.waiting).unwrap_or(u32::MAX),
+            categories: view
+                .budget
+                .categories
+                .into_iter()
+                .map(|(category, allowance, paused)| proto::CategoryBudget {
+                    category: category.as_str().to_owned(),
+                    per_second: allowance.per_second,
+                    daily: allowance.daily.unwrap_or_default(),
+                    paused_for: paused.and_then(|left| prost_types::Duration::try_from(left).ok()),
+                })
+                .collect(),
         }),
     }
 }

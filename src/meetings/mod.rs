@@ -203,6 +203,15 @@ impl Meetings {
         self.inner.upstream.quota().circuit(account)
     }
 
+    /// How long Zoom's last 429 still holds `category` of `account` back.
+    pub fn paused_for(
+        &self,
+        account: &AccountName,
+        category: crate::zoom::RateCategory,
+    ) -> Option<std::time::Duration> {
+        self.inner.upstream.quota().paused_for(account, category)
+    }
+
     /// Calls waiting for a place in `account`'s Zoom budget.
     pub fn waiting_calls(&self, account: &AccountName) -> usize {
         self.inner.upstream.quota().waiting(account)

@@ -1,6 +1,7 @@
 //! The Admin API through gRPC: roles, accounts, route overrides, explain and the audit trail.
 
 use tonic::Code;
+use zoomgate::emulator::Faults;
 use zoomgate::proto;
 use zoomgate::proto::explanation::Source;
 
@@ -227,6 +228,78 @@ async fn accounts_show_token_state_and_request_counts_without_secrets() {
     ] {
         assert!(!shown.contains(secret), "the accounts view shows {secret}");
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_show_their_budget_its_pauses_and_their_circuit() {
+    let gw = TestGateway::spawn().await;
+    let mut meetings = gw.client(ADMIN_KEY).await;
+    let meeting = meetings
+        .create_meeting(create_for("alice@sales.acme.test", "budget"))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let mut admin = gw.admin(AUDITOR_KEY).await;
+    let budget = async |admin: &mut Admin, name: &str| {
+        admin
+            .get_account(proto::GetAccountRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .budget
+            .unwrap()
+    };
+    let sales = budget(&mut admin, "acme-sales").await;
+    assert_eq!(sales.circuit, "closed");
+    let shown: Vec<(&str, f64, u64)> = sales
+        .categories
+        .iter()
+        .map(|c| (c.category.as_str(), c.per_second, c.daily))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("light", 30.0, 0),
+            ("medium", 20.0, 0),
+            ("heavy", 10.0, 30_000)
+        ],
+        "Zoom's Pro table"
+    );
+    assert_eq!(
+        budget(&mut admin, "acme-support").await.categories[0].per_second,
+        80.0
+    );
+
+    // A 429 pauses the category; it shows.
+    gw.zoom.set_faults(
+        SALES_ZOOM_ID,
+        Faults {
+            force_429: true,
+            ..Default::default()
+        },
+    );
+    let mut request = tonic::Request::new(get(meeting));
+    request.set_timeout(std::time::Duration::from_millis(500));
+    meetings.get_meeting(request).await.unwrap_err();
+    let paused = budget(&mut admin, "acme-sales").await;
+    assert!(paused.categories[0].paused_for.is_some(), "{paused:?}");
+    assert!(paused.categories[1].paused_for.is_none());
+
+    // Zoom down: the circuit opens, in this account only.
+    gw.zoom.set_faults(
+        SALES_ZOOM_ID,
+        Faults {
+            error_rate: 1.0,
+            ..Default::default()
+        },
+    );
+    for _ in 0..3 {
+        let _ = meetings.get_meeting(get(meeting)).await;
+    }
+    assert_ne!(budget(&mut admin, "acme-sales").await.circuit, "closed");
+    assert_eq!(budget(&mut admin, "acme-support").await.circuit, "closed");
     gw.stop().await;
 }
 
