@@ -248,6 +248,14 @@ async fn survives(
             ..Faults::default()
         },
     );
+    let creates = |gateway: &TestGateway| {
+        let requests = gateway.zoom.requests(SALES_ZOOM_ID);
+        requests
+            .get("POST /users/{userId}/meetings")
+            .copied()
+            .unwrap_or(0)
+    };
+    let creates_before = creates(gateway);
     let in_flight = tokio::spawn({
         let mut client = client.clone();
         async move {
@@ -256,9 +264,10 @@ async fn survives(
                 .await
         }
     });
-    // Broken once the intent is written, while Zoom still holds the create.
+    // Broken once the intent is written and Zoom holds the create (the writes before it, the
+    // intent and the host's daily count, are done then).
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1_500);
-    while !intent_written(gateway).await {
+    while !(intent_written(gateway).await && creates(gateway) > creates_before) {
         assert!(tokio::time::Instant::now() < deadline, "no intent written");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
