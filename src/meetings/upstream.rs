@@ -141,8 +141,12 @@ impl Upstream {
                 host,
             };
             let result = self.with_retries(cx, aim, user_day.as_ref(), &call).await;
-            if let (Some(day), Err(Failed::NotSent(_) | Failed::NoToken(_))) = (&user_day, &result)
-            {
+            // Refused before it went out, or by Zoom's per-second limit: Zoom counted nothing.
+            let unspent = matches!(
+                result,
+                Err(Failed::NotSent(_) | Failed::NoToken(_) | Failed::Throttled { .. })
+            );
+            if let (Some(day), true) = (&user_day, unspent) {
                 self.quota.give_back_user_call(day).await;
             }
             result.map_err(|failed| match failed {
