@@ -52,6 +52,7 @@ fn unknown_account() -> Response {
 
 /// Every counter of one account, as `GET /_emulator/accounts/{id}/counters` returns it.
 pub fn counters_json(shared: &Shared, account: &AccountState) -> serde_json::Value {
+    let (admitted, refused) = account.limiter.totals();
     let (delivered, failed) = shared.webhooks.as_ref().map_or((0, 0), |w| w.counts());
     json!({
         "token_fetches": account.token_fetches.load(Ordering::Relaxed),
@@ -59,8 +60,8 @@ pub fn counters_json(shared: &Shared, account: &AccountState) -> serde_json::Val
         "requests": account.requests(),
         "rate_limits": account.limiter.counters(shared.clock.now()),
         "rate_limit_totals": {
-            "admitted": account.limiter.totals().0,
-            "refused_429": account.limiter.totals().1,
+            "admitted": admitted,
+            "refused_429": refused,
         },
         "webhooks": { "delivered": delivered, "failed": failed },
     })

@@ -248,16 +248,7 @@ impl Meetings {
         self.detached(cx, move |this, cx| async move {
             match request_id {
                 Some(id) => this.create_once(&cx, user, body, id).await,
-                None => this
-                    .create_now(&cx, user, body)
-                    .await
-                    .map_err(|error| match error {
-                        Error::CreateOutcomeUnknown { cause, .. } => Error::CreateOutcomeUnknown {
-                            with_request_id: false,
-                            cause,
-                        },
-                        other => other,
-                    }),
+                None => this.create_now(&cx, user, body, false).await,
             }
         })
         .await
@@ -367,12 +358,13 @@ impl Meetings {
     }
 
     /// Creates once; an answer lost after the create went out is
-    /// [`Error::CreateOutcomeUnknown`].
+    /// [`Error::CreateOutcomeUnknown`], which says whether it carried a `request_id`.
     async fn create_now(
         &self,
         cx: &RequestContext,
         user: UserRef,
         body: Map<String, Value>,
+        with_request_id: bool,
     ) -> Result<MeetingView, Error> {
         let result = self
             .audited(cx, async |progress| {
@@ -429,7 +421,7 @@ impl Meetings {
         result.map_err(|error| {
             if error.outcome_unknown() {
                 Error::CreateOutcomeUnknown {
-                    with_request_id: true,
+                    with_request_id,
                     cause: Box::new(error),
                 }
             } else {

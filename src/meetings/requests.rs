@@ -113,7 +113,7 @@ impl Meetings {
                 }
             }
         }
-        let result = self.create_now(cx, user, body).await;
+        let result = self.create_now(cx, user, body, true).await;
         let end = match &result {
             Ok(view) => CreateEnd::Done {
                 account: view.account.clone(),

@@ -456,12 +456,7 @@ impl Meetings {
     fn lookup_failure(&self, account: &AccountName, kind: TargetKind) -> Option<Error> {
         self.inner.probes.failure(account, kind).or_else(|| {
             let open = self.inner.upstream.quota().pass_would_fail(account)?;
-            Some(Error::ZoomUnavailable {
-                account: account.clone(),
-                detail: format!("circuit open: {}", open.last_failure),
-                retry_after: Some(open.retry_after),
-                sent: false,
-            })
+            Some(super::upstream::circuit_open(account, open))
         })
     }
 

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::RequestContext;
 use crate::accounts::{Account, AccountName, LiveAccounts};
 use crate::error::{Error, TargetKind};
-use crate::quota::{Quota, Refusal, USER_DAILY_CAP, UserCapError};
+use crate::quota::{Open, Quota, Refusal, USER_DAILY_CAP, UserCapError};
 use crate::store::UserDay;
 use crate::token::{CallError, TokenCache};
 use crate::zoom::{LimitHit, RateCategory, TokenError, ZoomCall, ZoomClient, ZoomError};
@@ -227,14 +227,10 @@ impl Upstream {
         call: &C,
     ) -> Result<C::Output, Failed> {
         let account = &aim.account.name;
-        let pass = self.quota.pass(account).map_err(|open| {
-            Failed::NotSent(Error::ZoomUnavailable {
-                account: account.clone(),
-                detail: format!("circuit open: {}", open.last_failure),
-                retry_after: Some(open.retry_after),
-                sent: false,
-            })
-        })?;
+        let pass = self
+            .quota
+            .pass(account)
+            .map_err(|open| Failed::NotSent(circuit_open(account, open)))?;
         let result = self.send_once(cx, aim, latest_start, call).await;
         match &result {
             Ok(_) | Err(Failed::Answered(_) | Failed::Throttled { .. }) => {
@@ -294,12 +290,7 @@ impl Upstream {
     /// the token exchange first.
     async fn take_user_call(&self, account: &AccountName, host: &str) -> Result<UserDay, Error> {
         if let Err(error) = self.tokens.token(account).await {
-            return Err(Error::ZoomUnavailable {
-                account: account.clone(),
-                detail: format!("token: {error}"),
-                retry_after: self.tokens.cooldown_left(account),
-                sent: false,
-            });
+            return Err(self.no_token(account, error));
         }
         self.quota
             .take_user_call(account, host)
@@ -317,6 +308,21 @@ impl Upstream {
             })
     }
 
+    /// No token for `account`: Zoom's token endpoint is down or refuses.
+    fn no_token(&self, account: &AccountName, error: TokenError) -> Error {
+        let retry_after = match &error {
+            TokenError::CoolingDown { retry_after } => Some(*retry_after),
+            // A failed token fetch starts a cooldown: tell the caller when to come back.
+            _ => self.tokens.cooldown_left(account),
+        };
+        Error::ZoomUnavailable {
+            account: account.clone(),
+            detail: format!("token: {error}"),
+            retry_after,
+            sent: false,
+        }
+    }
+
     fn failed(&self, aim: Aim<'_>, category: RateCategory, error: CallError) -> Failed {
         let Aim {
             account,
@@ -325,19 +331,7 @@ impl Upstream {
         } = aim;
         let name = account.name.clone();
         match error {
-            CallError::Token(error) => {
-                let retry_after = match &error {
-                    TokenError::CoolingDown { retry_after } => Some(*retry_after),
-                    // A failed token fetch starts a cooldown: tell the caller when to come back.
-                    _ => self.tokens.cooldown_left(&name),
-                };
-                Failed::NoToken(Error::ZoomUnavailable {
-                    account: name,
-                    detail: format!("token: {error}"),
-                    retry_after,
-                    sent: false,
-                })
-            }
+            CallError::Token(error) => Failed::NoToken(self.no_token(&name, error)),
             CallError::Zoom(ZoomError::RateLimited { retry_after, hit }) => {
                 let wait = match hit {
                     LimitHit::UserDaily => {
@@ -416,5 +410,15 @@ fn refused(account: &Account, category: RateCategory, refusal: Refusal) -> Error
             retry_after,
         },
         Refusal::Draining => Error::ShuttingDown,
+    }
+}
+
+/// What a call into `account` meets while its circuit is open.
+pub(super) fn circuit_open(account: &AccountName, open: Open) -> Error {
+    Error::ZoomUnavailable {
+        account: account.clone(),
+        detail: format!("circuit open: {}", open.last_failure),
+        retry_after: Some(open.retry_after),
+        sent: false,
     }
 }
