@@ -28,10 +28,10 @@ use crate::policy::LivePolicy;
 use crate::policy::{Caller, Operation};
 use crate::proto::admin_server::AdminServer;
 use crate::proto::meetings_server::MeetingsServer;
-use crate::quota::Quota;
 use crate::reload::{Live, Reloader};
 use crate::routing::{LiveRules, ProbeCache, RouteOverrides, UserRouting};
-use crate::store::{self, Recorder, Store};
+use crate::store::{self, Metered, Recorder, Store};
+use crate::telemetry::metrics::Metrics;
 use crate::token::TokenCache;
 use crate::zoom::{ZoomClient, ZoomEndpoints};
 use arc_swap::ArcSwap;
@@ -80,6 +80,9 @@ pub struct App {
     policy: LivePolicy,
     service: MeetingsService,
     admin: AdminService,
+    /// What `/metrics` reads the accounts' state from.
+    accounts_view: Admin,
+    metrics: Arc<Metrics>,
     /// The request tasks of the meetings service, drained at shutdown.
     tasks: TaskTracker,
     tokens: TokenCache,
@@ -97,7 +100,11 @@ impl App {
         for warning in config.warnings() {
             tracing::warn!("config: {warning}");
         }
-        let store = store::open(&config.store).await?;
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(Metered::new(
+            store::open(&config.store).await?,
+            metrics.clone(),
+        ));
         // Serving on a store that cannot write would refuse every change: refuse to start.
         store
             .check_writable()
@@ -111,7 +118,12 @@ impl App {
             },
             config.zoom_timeout,
         )?;
-        let tokens = TokenCache::new(zoom.clone(), &config.accounts, config.token);
+        let tokens = TokenCache::new(
+            zoom.clone(),
+            &config.accounts,
+            config.token,
+            metrics.clone(),
+        );
         let probe_cache = ProbeCache::new(
             config.routing.user_cache_ttl,
             config.routing.negative_cache_ttl,
@@ -128,19 +140,18 @@ impl App {
         };
         let policy: LivePolicy = Arc::new(ArcSwap::from_pointee(config.policy));
         let accounts: LiveAccounts = Arc::new(ArcSwap::from_pointee(config.accounts));
-        let quota = Quota::new(zoom.clock().clone(), recorder.store().clone());
         let meetings = Meetings::new(
             accounts.clone(),
             routing,
             zoom,
             tokens.clone(),
-            quota,
             recorder.clone(),
             MeetingsSettings {
                 max_in_flight_per_caller: config.limits.max_requests_in_flight_per_caller,
                 request_timeout: config.request_timeout,
                 request_id_retention: config.request_id_retention,
             },
+            metrics.clone(),
         );
         let listener = TcpListener::bind(config.listen_addr)
             .await
@@ -162,6 +173,14 @@ impl App {
             addr: config.ops_listen_addr,
             source,
         })?;
+        let admin = Admin::new(
+            accounts.clone(),
+            policy.clone(),
+            meetings.clone(),
+            tokens.clone(),
+            recorder.store().clone(),
+            overrides,
+        );
         Ok(App {
             listener,
             local_addr,
@@ -172,20 +191,16 @@ impl App {
             request_id_retention: config.request_id_retention,
             limits: config.limits,
             tls: config.tls,
-            admin: AdminService::new(
-                Admin::new(
-                    accounts.clone(),
-                    policy.clone(),
-                    meetings.clone(),
-                    tokens.clone(),
-                    recorder.store().clone(),
-                    overrides,
-                ),
-                config.request_timeout,
-            ),
+            admin: AdminService::new(admin.clone(), config.request_timeout),
+            accounts_view: admin,
             policy,
             tasks: meetings.tasks(),
-            service: MeetingsService::new(meetings.clone(), config.request_timeout),
+            service: MeetingsService::new(
+                meetings.clone(),
+                config.request_timeout,
+                metrics.clone(),
+            ),
+            metrics,
             meetings,
             directory_sync_interval: config.routing.directory_sync_interval,
             accounts,
@@ -209,7 +224,13 @@ impl App {
             policy: self.policy.clone(),
             rules: self.rules.clone(),
         };
-        self.reloader = Some(Reloader::new(path, env, live, self.recorder.clone())?);
+        self.reloader = Some(Reloader::new(
+            path,
+            env,
+            live,
+            self.recorder.clone(),
+            self.metrics.clone(),
+        )?);
         Ok(())
     }
 
@@ -265,9 +286,12 @@ impl App {
         // The ops listener outlives the gRPC drain, so `/readyz` says 503 while it lasts.
         let ops_stop = CancellationToken::new();
         let ops = tokio::spawn(
-            axum::serve(self.ops_listener, crate::ops::router(ready))
-                .with_graceful_shutdown(ops_stop.clone().cancelled_owned())
-                .into_future(),
+            axum::serve(
+                self.ops_listener,
+                crate::ops::router(ready, self.metrics.clone(), self.accounts_view),
+            )
+            .with_graceful_shutdown(ops_stop.clone().cancelled_owned())
+            .into_future(),
         );
         let sync = self.directory_sync_interval.map(|every| {
             let (meetings, stopping) = (self.meetings.clone(), stopping.clone());
@@ -335,10 +359,11 @@ impl App {
                 self.service
                     .into_server(self.policy.clone(), limits.max_message_bytes),
             )
-            .add_service(
-                self.admin
-                    .into_server(self.policy, limits.max_message_bytes),
-            )
+            .add_service(self.admin.into_server(
+                self.policy,
+                self.metrics,
+                limits.max_message_bytes,
+            ))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         // Requests whose callers left still finish their ledger and audit writes.

@@ -26,6 +26,7 @@ use crate::config::{ConfigError, RawConfig, read_config_text};
 use crate::policy::{LivePolicy, RawCaller, RawUserGroup};
 use crate::routing::LiveRules;
 use crate::store::{AuditRecord, Outcome, Recorder};
+use crate::telemetry::metrics::Metrics;
 use crate::token::TokenCache;
 
 /// How often the file is read to see whether it changed.
@@ -55,6 +56,7 @@ pub struct Reloader {
     live_accounts: LiveAccounts,
     tokens: TokenCache,
     recorder: Arc<Recorder>,
+    metrics: Arc<Metrics>,
     callers: Vec<RawCaller>,
     groups: Vec<RawUserGroup>,
     /// Registered when the reloader is made, so that a SIGHUP from then on (the default action
@@ -73,6 +75,7 @@ impl Reloader {
         env: HashMap<String, String>,
         live: Live,
         recorder: Arc<Recorder>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
         let text = read_config_text(&path)?;
         let raw = RawConfig::parse(&text)?;
@@ -90,6 +93,7 @@ impl Reloader {
             live_accounts: live.accounts,
             tokens: live.tokens,
             recorder,
+            metrics,
             callers: raw.callers,
             groups: raw.user_groups,
             seen: Sha256::digest(text.as_bytes()).into(),
@@ -129,10 +133,12 @@ impl Reloader {
         let (outcome, detail) = match self.reload(&text) {
             Ok(changes) => {
                 tracing::info!(changes = %changes, "config reloaded");
+                self.metrics.reload("applied");
                 (Outcome::Allowed, changes)
             }
             Err(why) => {
                 tracing::error!(error = %why, "config reload refused; the old config stays in force");
+                self.metrics.reload("refused");
                 (Outcome::Failed, why)
             }
         };

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::accounts::{Account, AccountName, Accounts};
+use crate::telemetry::metrics::Metrics;
 use crate::zoom::{AccessToken, TokenError, TokenGrant, ZoomClient, ZoomError};
 
 /// How soon a token endpoint that is down or unreachable is asked again. Rejections and
@@ -69,6 +70,7 @@ struct Inner {
     /// One per configured account; replaced whole when the config's accounts change, keeping
     /// the slots (and tokens) of the accounts that did not.
     slots: ArcSwap<HashMap<AccountName, Arc<Slot>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Where tokens come from: Zoom, or a scripted source in tests.
@@ -173,11 +175,21 @@ struct Flight {
 // === impl TokenCache ===
 
 impl TokenCache {
-    pub fn new(client: ZoomClient, accounts: &Accounts, settings: TokenSettings) -> Self {
-        Self::with_fetcher(Fetcher::Zoom(client), accounts, settings)
+    pub fn new(
+        client: ZoomClient,
+        accounts: &Accounts,
+        settings: TokenSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::with_fetcher(Fetcher::Zoom(client), accounts, settings, metrics)
     }
 
-    fn with_fetcher(fetcher: Fetcher, accounts: &Accounts, settings: TokenSettings) -> Self {
+    fn with_fetcher(
+        fetcher: Fetcher,
+        accounts: &Accounts,
+        settings: TokenSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let slots = accounts
             .iter()
             .map(|account| (account.name.clone(), Arc::new(Slot::new(account))))
@@ -187,6 +199,7 @@ impl TokenCache {
                 fetcher,
                 settings,
                 slots: ArcSwap::from_pointee(slots),
+                metrics,
             }),
         }
     }
@@ -247,15 +260,17 @@ impl TokenCache {
             return slot.unexpired(now).ok_or(error);
         }
         // The fetch runs in a task of its own: a request that gives up (deadline, disconnect)
-        // must not cancel the fetch that every request behind it waits for. It logs in the span
+        // must not cancel the fetch that every request behind it waits for. Its span is a child
         // of the request that started it.
         // The slot whose flight lock is held, even if a reload replaced it meanwhile.
         let this = self.clone();
+        let slot_name = slot.account.name.clone();
         let fetch = async move {
             let mut flight = flight;
             this.fetch(&slot, &mut flight).await
         };
-        tokio::spawn(fetch.instrument(tracing::Span::current()))
+        let span = tracing::info_span!("token_fetch", account = %slot_name);
+        tokio::spawn(fetch.instrument(span))
             .await
             .unwrap_or_else(|error| {
                 Err(TokenError::Unavailable(format!(
@@ -430,6 +445,9 @@ impl TokenCache {
             .fetch(&slot.account)
             .await
             .and_then(|grant| self.cache_entry(grant, sent_at));
+        self.inner
+            .metrics
+            .token_fetch(name.as_str(), result.is_ok(), sent_at.elapsed());
         slot.flights_done.fetch_add(1, Ordering::Release);
         {
             let mut history = slot.history.lock().unwrap_or_else(PoisonError::into_inner);
@@ -670,7 +688,12 @@ mod tests {
     }
 
     fn cache(script: &Script) -> TokenCache {
-        TokenCache::with_fetcher(script.fetcher(), &accounts(), TokenSettings::default())
+        TokenCache::with_fetcher(
+            script.fetcher(),
+            &accounts(),
+            TokenSettings::default(),
+            Default::default(),
+        )
     }
 
     async fn advance(by: Duration) {
@@ -804,7 +827,8 @@ mod tests {
             failure_cooldown: Duration::from_secs(1),
             max_cooldown: Duration::from_secs(3),
         };
-        let cache = TokenCache::with_fetcher(script.fetcher(), &accounts(), settings);
+        let cache =
+            TokenCache::with_fetcher(script.fetcher(), &accounts(), settings, Default::default());
         let cooling = |retry_after| Err(TokenError::CoolingDown { retry_after });
 
         assert!(matches!(
@@ -845,7 +869,8 @@ mod tests {
             failure_cooldown: Duration::MAX,
             max_cooldown: Duration::MAX,
         };
-        let cache = TokenCache::with_fetcher(script.fetcher(), &accounts(), settings);
+        let cache =
+            TokenCache::with_fetcher(script.fetcher(), &accounts(), settings, Default::default());
 
         assert!(matches!(
             cache.token(&sales()).await,

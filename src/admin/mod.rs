@@ -47,8 +47,19 @@ pub struct AccountView {
 pub struct BudgetView {
     pub circuit: CircuitState,
     pub waiting: usize,
-    /// Per category: what may be spent, and how long Zoom's last 429 still holds it back.
-    pub categories: Vec<(RateCategory, Allowance, Option<Duration>)>,
+    pub categories: Vec<CategoryView>,
+}
+
+/// One rate-limit category of an account's budget.
+#[derive(Clone, Debug)]
+pub struct CategoryView {
+    pub category: RateCategory,
+    /// What may be spent.
+    pub allowance: Allowance,
+    /// How long Zoom's last 429 still holds it back.
+    pub paused_for: Option<Duration>,
+    /// Calls left of the daily cap today; `None` without a cap.
+    pub daily_left: Option<u64>,
 }
 
 /// One page of a listing, and the token of the next one (empty on the last).
@@ -142,11 +153,16 @@ impl Admin {
 
     pub fn list_accounts(&self, cx: &AdminContext) -> Result<Vec<AccountView>, Error> {
         require(&cx.caller, AdminRole::Read)?;
+        Ok(self.account_states())
+    }
+
+    /// Every account's state, with no caller to check: for the gateway's own metrics.
+    pub fn account_states(&self) -> Vec<AccountView> {
         let accounts = self.inner.accounts.load();
-        Ok(accounts
+        accounts
             .names()
             .filter_map(|name| self.account_view(name))
-            .collect())
+            .collect()
     }
 
     pub fn get_account(&self, cx: &AdminContext, name: &str) -> Result<AccountView, Error> {
@@ -184,7 +200,14 @@ impl Admin {
                 .into_iter()
                 .map(|category| {
                     let allowance = Allowance::of(account, category);
-                    (category, allowance, meetings.paused_for(name, category))
+                    CategoryView {
+                        category,
+                        allowance,
+                        paused_for: meetings.paused_for(name, category),
+                        daily_left: allowance
+                            .daily
+                            .map(|cap| cap.saturating_sub(meetings.spent_today(name, category))),
+                    }
                 })
                 .collect(),
             },

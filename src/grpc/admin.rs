@@ -1,6 +1,7 @@
 //! The `zoomgate.v1.Admin` service: proto in, [`crate::admin`] use cases, proto out.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,9 +19,9 @@ use crate::meetings::{RequestId, SyncReport, UserRef, validate};
 use crate::policy::{Decision, LivePolicy, Operation};
 use crate::proto;
 use crate::proto::admin_server::AdminServer;
-use crate::quota::CircuitState;
 use crate::routing::RouteSource;
 use crate::store::{AuditFilter, AuditRecord, Outcome, RouteRecord};
+use crate::telemetry::metrics::Metrics;
 
 /// The `zoomgate.v1.Admin` service.
 #[derive(Clone)]
@@ -43,11 +44,16 @@ impl AdminService {
         }
     }
 
-    pub fn into_server(self, policy: LivePolicy, max_message_bytes: usize) -> AuthenticatedAdmin {
+    pub fn into_server(
+        self,
+        policy: LivePolicy,
+        metrics: Arc<Metrics>,
+        max_message_bytes: usize,
+    ) -> AuthenticatedAdmin {
         let server = AdminServer::new(self).max_decoding_message_size(max_message_bytes);
         tonic::service::interceptor::InterceptedService::new(
             server,
-            super::Authenticator { policy },
+            super::Authenticator { policy, metrics },
         )
     }
 
@@ -413,22 +419,20 @@ fn account_proto(view: AccountView) -> proto::Account {
             unknown: view.requests.unknown,
         }),
         budget: Some(proto::Budget {
-            circuit: match view.budget.circuit {
-                CircuitState::Closed => "closed",
-                CircuitState::Open { .. } => "open",
-                CircuitState::Checking => "checking",
-            }
-            .to_owned(),
+            circuit: view.budget.circuit.as_str().to_owned(),
             waiting: u32::try_from(view.budget.waiting).unwrap_or(u32::MAX),
             categories: view
                 .budget
                 .categories
                 .into_iter()
-                .map(|(category, allowance, paused)| proto::CategoryBudget {
-                    category: category.as_str().to_owned(),
-                    per_second: allowance.per_second,
-                    daily: allowance.daily.unwrap_or_default(),
-                    paused_for: paused.and_then(|left| prost_types::Duration::try_from(left).ok()),
+                .map(|budget| proto::CategoryBudget {
+                    category: budget.category.as_str().to_owned(),
+                    per_second: budget.allowance.per_second,
+                    daily: budget.allowance.daily.unwrap_or_default(),
+                    paused_for: budget
+                        .paused_for
+                        .and_then(|left| prost_types::Duration::try_from(left).ok()),
+                    daily_left: budget.daily_left.unwrap_or_default(),
                 })
                 .collect(),
         }),

@@ -16,10 +16,11 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 use crate::listener::ConnectionInfo;
-use crate::meetings::{Meetings, RequestContext, RequestId, validate};
+use crate::meetings::{Meetings, RequestContext, RequestId, Routed, validate};
 use crate::policy::{Caller, Identity, LivePolicy, Operation};
 use crate::proto;
 use crate::proto::meetings_server::MeetingsServer;
+use crate::telemetry::metrics::Metrics;
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "zoomgate.dev";
@@ -38,6 +39,7 @@ pub struct MeetingsService {
     meetings: Meetings,
     /// The longest a request may take, whatever deadline its client sets.
     request_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// The service behind caller authentication; health and reflection stay open.
@@ -45,10 +47,11 @@ pub type AuthenticatedMeetings =
     tonic::service::interceptor::InterceptedService<MeetingsServer<MeetingsService>, Authenticator>;
 
 impl MeetingsService {
-    pub fn new(meetings: Meetings, request_timeout: Duration) -> Self {
+    pub fn new(meetings: Meetings, request_timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             meetings,
             request_timeout,
+            metrics,
         }
     }
 
@@ -59,8 +62,25 @@ impl MeetingsService {
         policy: LivePolicy,
         max_message_bytes: usize,
     ) -> AuthenticatedMeetings {
+        let metrics = self.metrics.clone();
         let server = MeetingsServer::new(self).max_decoding_message_size(max_message_bytes);
-        tonic::service::interceptor::InterceptedService::new(server, Authenticator { policy })
+        tonic::service::interceptor::InterceptedService::new(
+            server,
+            Authenticator { policy, metrics },
+        )
+    }
+
+    /// Answers a request and counts it, with its code, on its span and in the metrics.
+    fn answer<T>(&self, end: Ending, result: Result<T, Error>) -> Result<Response<T>, Status> {
+        let name = code_name(result.as_ref().map_or_else(code, |_| Code::Ok));
+        end.span.record("code", name);
+        self.metrics.request(
+            end.operation.as_str(),
+            end.routed.account(),
+            name,
+            end.started.elapsed(),
+        );
+        answer(&end.id, result)
     }
 
     /// Builds the context of one call: its caller, request id and deadline.
@@ -114,10 +134,33 @@ impl<'a> CallMetadata<'a> {
     }
 }
 
+/// What a handler keeps of a request it handed to the domain, to answer and count it.
+struct Ending {
+    id: RequestId,
+    operation: Operation,
+    routed: Routed,
+    started: tokio::time::Instant,
+    span: tracing::Span,
+}
+
+impl Ending {
+    fn of(cx: &RequestContext) -> Self {
+        Self {
+            id: cx.request_id.clone(),
+            operation: cx.operation,
+            routed: cx.routed(),
+            started: cx.started,
+            span: cx.span.clone(),
+        }
+    }
+}
+
 /// Identifies the caller of each request: by client certificate SAN, else by API key.
 #[derive(Clone)]
 pub struct Authenticator {
     policy: LivePolicy,
+    /// Where refused callers are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl tonic::service::Interceptor for Authenticator {
@@ -137,11 +180,10 @@ impl tonic::service::Interceptor for Authenticator {
                 .and_then(|certs| certs.first())
                 .map(|leaf| leaf.as_ref()),
         };
-        let caller = self
-            .policy
-            .load()
-            .authenticate(&identity)
-            .ok_or_else(|| status(Error::Unauthenticated))?;
+        let caller = self.policy.load().authenticate(&identity).ok_or_else(|| {
+            self.metrics.unauthenticated();
+            status(Error::Unauthenticated)
+        })?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
@@ -178,7 +220,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::CreateMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
         let cx = self.context(&request, Operation::Create)?;
-        let id = cx.request_id.clone();
+        let end = Ending::of(&cx);
         let request = request.into_inner();
         let (user, body) = (
             convert::user_ref(request.user.as_ref()),
@@ -192,7 +234,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
             }
             Err(error) => Err(error),
         };
-        answer(&id, result.map(convert::meeting_to_proto))
+        self.answer(end, result.map(convert::meeting_to_proto))
     }
 
     async fn get_meeting(
@@ -200,7 +242,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::GetMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
         let cx = self.context(&request, Operation::Read)?;
-        let id = cx.request_id.clone();
+        let end = Ending::of(&cx);
         let request = request.into_inner();
         let ids = both(
             validate::meeting_id(request.meeting_id),
@@ -210,7 +252,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
             Ok((meeting, occurrence)) => self.meetings.get(cx, meeting, occurrence).await,
             Err(error) => Err(error),
         };
-        answer(&id, result.map(convert::meeting_to_proto))
+        self.answer(end, result.map(convert::meeting_to_proto))
     }
 
     async fn update_meeting(
@@ -218,7 +260,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::UpdateMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
         let cx = self.context(&request, Operation::Update)?;
-        let id = cx.request_id.clone();
+        let end = Ending::of(&cx);
         let request = request.into_inner();
         let ids = both(
             validate::meeting_id(request.meeting_id),
@@ -236,7 +278,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
             }
             Err(error) => Err(error),
         };
-        answer(&id, result.map(convert::meeting_to_proto))
+        self.answer(end, result.map(convert::meeting_to_proto))
     }
 
     async fn delete_meeting(
@@ -244,7 +286,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::DeleteMeetingRequest>,
     ) -> Result<Response<()>, Status> {
         let cx = self.context(&request, Operation::Delete)?;
-        let id = cx.request_id.clone();
+        let end = Ending::of(&cx);
         let request = request.into_inner();
         let ids = both(
             validate::meeting_id(request.meeting_id),
@@ -254,7 +296,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
             Ok((meeting, occurrence)) => self.meetings.delete(cx, meeting, occurrence).await,
             Err(error) => Err(error),
         };
-        answer(&id, result)
+        self.answer(end, result)
     }
 
     async fn list_meetings(
@@ -262,7 +304,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::ListMeetingsRequest>,
     ) -> Result<Response<proto::ListMeetingsResponse>, Status> {
         let cx = self.context(&request, Operation::List)?;
-        let id = cx.request_id.clone();
+        let end = Ending::of(&cx);
         let request = request.into_inner();
         let parsed = both(
             convert::list_user_ref(request.user.as_ref()),
@@ -272,7 +314,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
             Ok((user, query)) => self.meetings.list(cx, user, query).await,
             Err(error) => Err(error),
         };
-        answer(&id, result.map(convert::list_to_proto))
+        self.answer(end, result.map(convert::list_to_proto))
     }
 
     async fn end_meeting(
@@ -280,12 +322,12 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::EndMeetingRequest>,
     ) -> Result<Response<proto::EndMeetingResponse>, Status> {
         let cx = self.context(&request, Operation::End)?;
-        let id = cx.request_id.clone();
+        let end = Ending::of(&cx);
         let result = match validate::meeting_id(request.get_ref().meeting_id) {
             Ok(meeting) => self.meetings.end(cx, meeting).await,
             Err(error) => Err(error),
         };
-        answer(&id, result.map(|()| proto::EndMeetingResponse {}))
+        self.answer(end, result.map(|()| proto::EndMeetingResponse {}))
     }
 }
 
@@ -316,6 +358,29 @@ pub(crate) fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A,
             Err(Error::InvalidArgument(x))
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// The canonical name of a gRPC code, as in `google.rpc.Code`: a metric label and span field.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

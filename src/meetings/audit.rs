@@ -144,6 +144,7 @@ impl Meetings {
             Err(error) => (Outcome::Failed, Some(error.reason().to_owned())),
         };
         if let Some(account) = &audit.account {
+            cx.note_account(account);
             self.inner.outcomes.count(account, outcome);
         }
         if !mutating && outcome != Outcome::Denied {

@@ -2,8 +2,8 @@
 //! id, until when, and the span its log lines belong to.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,6 +22,11 @@ pub struct RequestContext {
     pub deadline: Instant,
     /// The request's span; spawned work enters it too.
     pub span: tracing::Span,
+    /// When the front end took the request in.
+    pub started: Instant,
+    /// The account the request went to, once known; the front end reads it back when the
+    /// request ends (see [`RequestContext::routed`]).
+    account: Arc<OnceLock<String>>,
     /// A change went out to Zoom, so a request cut at its deadline may have been applied.
     change_sent: AtomicBool,
 }
@@ -41,6 +46,9 @@ impl RequestContext {
             request_id = %request_id,
             caller = %caller.name,
             operation = %operation,
+            account = tracing::field::Empty,
+            zoom_endpoint = tracing::field::Empty,
+            code = tracing::field::Empty,
         );
         let now = Instant::now();
         Self {
@@ -49,7 +57,22 @@ impl RequestContext {
             request_id,
             deadline: now.checked_add(timeout).unwrap_or(now),
             span,
+            started: now,
+            account: Arc::default(),
             change_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// What the front end keeps to learn, once the path is done, which account the request
+    /// went to (empty if it never got that far).
+    pub fn routed(&self) -> Routed {
+        Routed(self.account.clone())
+    }
+
+    /// The request was resolved to `account`.
+    pub(super) fn note_account(&self, account: &str) {
+        if self.account.set(account.to_owned()).is_ok() {
+            self.span.record("account", account);
         }
     }
 
@@ -65,6 +88,17 @@ impl RequestContext {
 
     pub(super) fn change_sent(&self) -> bool {
         self.change_sent.load(Ordering::Relaxed)
+    }
+}
+
+/// The account a request went to, read by its front end after the request ended.
+#[derive(Clone, Debug)]
+pub struct Routed(Arc<OnceLock<String>>);
+
+impl Routed {
+    /// The account's name, or `""` when the request ended before it was routed.
+    pub fn account(&self) -> &str {
+        self.0.get().map_or("", String::as_str)
     }
 }
 

@@ -35,6 +35,7 @@ use crate::policy::Caller;
 use crate::quota::{CircuitState, Quota};
 use crate::routing::{UserLocation, UserRouting};
 use crate::store::{LedgerChange, MeetingRecord, Recorder};
+use crate::telemetry::metrics::Metrics;
 use crate::token::TokenCache;
 use crate::zoom::{
     CreateMeeting, DeleteMeeting, EndMeeting, ListMeetings, ListMeetingsOf, MeetingPage,
@@ -43,7 +44,7 @@ use crate::zoom::{
 
 use self::audit::{AuditContext, Progress};
 pub use self::authorize::probe_accounts;
-pub use self::context::{RequestContext, RequestId};
+pub use self::context::{RequestContext, RequestId, Routed};
 use self::in_flight::{Admitted, InFlight};
 use self::ledger::LedgerCache;
 use self::outcomes::OutcomeCounts;
@@ -161,16 +162,18 @@ impl Meetings {
         routing: UserRouting,
         zoom: ZoomClient,
         tokens: TokenCache,
-        quota: Quota,
         recorder: Arc<Recorder>,
         settings: MeetingsSettings,
+        metrics: Arc<Metrics>,
     ) -> Self {
+        // The per-user daily counts live in the store, so that a restart does not reset them.
+        let quota = Quota::new(zoom.clock().clone(), recorder.store().clone());
         Self {
             inner: Arc::new(Inner {
                 probes: Probes::new(&accounts.load()),
                 outcomes: OutcomeCounts::new(&accounts.load()),
                 sync: tokio::sync::Mutex::new(None),
-                upstream: Upstream::new(zoom, tokens, accounts.clone(), quota),
+                upstream: Upstream::new(zoom, tokens, accounts.clone(), quota, metrics.clone()),
                 accounts,
                 routing,
                 recorder,
@@ -210,6 +213,12 @@ impl Meetings {
         category: crate::zoom::RateCategory,
     ) -> Option<std::time::Duration> {
         self.inner.upstream.quota().paused_for(account, category)
+    }
+
+    /// Calls of `category` admitted into `account` today (Zoom's day), in categories with a
+    /// daily cap.
+    pub fn spent_today(&self, account: &AccountName, category: crate::zoom::RateCategory) -> u64 {
+        self.inner.upstream.quota().spent_today(account, category)
     }
 
     /// Calls waiting for a place in `account`'s Zoom budget.

@@ -1,7 +1,7 @@
 //! The one place every Zoom call of the gateway passes: requests, probes and the directory sync
 //! alike. It knows the request, the account, the endpoint and the host, so the circuit breaker,
-//! the per-user daily cap, admission against the account's budget, retries, and (later) metrics
-//! per endpoint live here and nowhere else.
+//! the per-user daily cap, admission against the account's budget, retries, metrics per
+//! endpoint and the Zoom call's span live here and nowhere else.
 //!
 //! A call goes: circuit closed (or this call checks it) -> host user's daily cap -> token ->
 //! a place in the account's budget -> Zoom. Admission comes after the token, so that calls held
@@ -9,6 +9,7 @@
 //! for and the call tries again if its deadline allows; idempotent calls are tried again with
 //! backoff after a 5xx, a reset or a timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -20,6 +21,7 @@ use crate::accounts::{Account, AccountName, LiveAccounts};
 use crate::error::{Error, TargetKind};
 use crate::quota::{Open, Quota, Refusal, USER_DAILY_CAP, UserCapError};
 use crate::store::UserDay;
+use crate::telemetry::metrics::Metrics;
 use crate::token::{CallError, TokenCache};
 use crate::zoom::{LimitHit, RateCategory, TokenError, ZoomCall, ZoomClient, ZoomError};
 
@@ -62,6 +64,7 @@ pub(super) struct Upstream {
     tokens: TokenCache,
     accounts: LiveAccounts,
     quota: Quota,
+    metrics: Arc<Metrics>,
 }
 
 /// Where one call goes and what it is about.
@@ -92,12 +95,14 @@ impl Upstream {
         tokens: TokenCache,
         accounts: LiveAccounts,
         quota: Quota,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             zoom,
             tokens,
             accounts,
             quota,
+            metrics,
         }
     }
 
@@ -116,12 +121,14 @@ impl Upstream {
         call: C,
     ) -> Result<C::Output, Error> {
         let endpoint = call.endpoint();
-        let span = tracing::debug_span!(
+        cx.span.record("zoom_endpoint", endpoint.as_str());
+        // No host: it is a user's email or id.
+        let span = tracing::info_span!(
             "zoom",
             endpoint = endpoint.as_str(),
             category = endpoint.category().as_str(),
             account = %account,
-            host,
+            status = tracing::field::Empty,
         );
         async {
             let Some(config) = self.accounts.load().get(account).cloned() else {
@@ -131,7 +138,15 @@ impl Upstream {
             };
             let user_day = match host {
                 Some(host) if endpoint.counts_per_user() => {
-                    Some(self.take_user_call(account, host).await?)
+                    let taken = self.take_user_call(account, host).await;
+                    if let Err(Error::UserDailyCap { .. }) = &taken {
+                        self.metrics.quota_refused(
+                            account.as_str(),
+                            endpoint.category().as_str(),
+                            "user_daily",
+                        );
+                    }
+                    Some(taken?)
                 }
                 _ => None,
             };
@@ -227,10 +242,12 @@ impl Upstream {
         call: &C,
     ) -> Result<C::Output, Failed> {
         let account = &aim.account.name;
-        let pass = self
-            .quota
-            .pass(account)
-            .map_err(|open| Failed::NotSent(circuit_open(account, open)))?;
+        let pass = self.quota.pass(account).map_err(|open| {
+            let category = call.endpoint().category().as_str();
+            self.metrics
+                .quota_refused(account.as_str(), category, "circuit_open");
+            Failed::NotSent(circuit_open(account, open))
+        })?;
         let result = self.send_once(cx, aim, latest_start, call).await;
         match &result {
             Ok(_) | Err(Failed::Answered(_) | Failed::Throttled { .. }) => {
@@ -260,22 +277,31 @@ impl Upstream {
                 sent: cx.change_sent(),
             }));
         }
-        let (zoom, quota) = (&self.zoom, &self.quota);
+        let (zoom, quota, metrics) = (&self.zoom, &self.quota, &self.metrics);
+        let name = account.name.as_str();
         let answer = self
             .tokens
             .call(&account.name, |token| async move {
+                let asked = std::time::Instant::now();
                 if let Err(refusal) = quota
                     .admit(account, category, &cx.caller, latest_start)
                     .await
                 {
+                    metrics.quota_refused(name, category.as_str(), refusal.reason());
                     return Ok(Err(refusal));
                 }
+                metrics.quota_admitted(name, category.as_str(), asked.elapsed());
                 // Only now may Zoom apply a change: a token or a place that never came sends
                 // nothing.
                 if endpoint.mutates() {
                     cx.note_change_sent();
                 }
-                call.send(zoom, &token).await.map(Ok)
+                let sent = std::time::Instant::now();
+                let answer = call.send(zoom, &token).await;
+                let status = answer.as_ref().map_or_else(ZoomError::status, |_| "ok");
+                tracing::Span::current().record("status", status);
+                metrics.zoom_call(name, endpoint.as_str(), status, sent.elapsed());
+                answer.map(Ok)
             })
             .await;
         match answer {

@@ -47,6 +47,19 @@ pub enum CircuitState {
     Checking,
 }
 
+impl CircuitState {
+    /// Every state's name, in [`CircuitState::as_str`]'s words.
+    pub const NAMES: [&'static str; 3] = ["closed", "open", "checking"];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open { .. } => "open",
+            CircuitState::Checking => "checking",
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Breaker {
     state: Mutex<State>,

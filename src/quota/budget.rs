@@ -31,6 +31,17 @@ pub enum Refusal {
     Draining,
 }
 
+impl Refusal {
+    /// A metric label: `per_second`, `daily` or `draining`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Exhausted { daily: false, .. } => "per_second",
+            Refusal::Exhausted { daily: true, .. } => "daily",
+            Refusal::Draining => "draining",
+        }
+    }
+}
+
 /// One call asking for a place.
 pub(super) struct Ask<'a> {
     pub caller: &'a str,
@@ -183,6 +194,14 @@ impl Budget {
             .paused_until
             .saturating_duration_since(Instant::now());
         (!left.is_zero()).then_some(left)
+    }
+
+    /// Calls counted against the daily cap on `day`.
+    pub(super) fn spent_on(&self, day: i64) -> u64 {
+        match self.lock().daily {
+            (counted, spent) if counted == day => spent,
+            _ => 0,
+        }
     }
 
     /// How many calls wait now.

@@ -185,6 +185,16 @@ impl Quota {
             .paused_for()
     }
 
+    /// Calls of `category` admitted into `account` on Zoom's current day (counted only in
+    /// categories with a daily cap).
+    pub fn spent_today(&self, account: &AccountName, category: RateCategory) -> u64 {
+        let today = self.today().number;
+        self.inner
+            .budgets
+            .get(&(account.clone(), category))
+            .map_or(0, |budget| budget.spent_on(today))
+    }
+
     /// Calls waiting for a place in `account`, over all categories.
     pub fn waiting(&self, account: &AccountName) -> usize {
         self.inner

@@ -12,6 +12,7 @@
 
 #[cfg(test)]
 mod contract;
+mod metered;
 mod recorder;
 mod sqlite;
 
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::accounts::AccountName;
 
+pub use metered::Metered;
 pub use recorder::Recorder;
 pub use sqlite::{Durability, SqliteStore};
 

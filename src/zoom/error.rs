@@ -77,3 +77,24 @@ pub enum ZoomError {
         message: String,
     },
 }
+
+impl ZoomError {
+    /// How the exchange ended, as a metric label and span field: one of a fixed set.
+    pub fn status(&self) -> &'static str {
+        match self {
+            ZoomError::NotFound { .. } => "not_found",
+            ZoomError::InvalidToken { .. } => "invalid_token",
+            ZoomError::MissingScope { .. } => "missing_scope",
+            ZoomError::RateLimited { .. } => "rate_limited",
+            ZoomError::BadRequest { .. } => "bad_request",
+            ZoomError::Unavailable {
+                status: Some(_), ..
+            } => "server_error",
+            ZoomError::Unavailable { status: None, .. } => "connection_failed",
+            ZoomError::Timeout => "timeout",
+            ZoomError::Decode { .. } => "undecodable",
+            ZoomError::InvalidInput(_) => "not_sent",
+            ZoomError::Rejected { .. } => "rejected",
+        }
+    }
+}

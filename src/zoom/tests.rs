@@ -282,7 +282,12 @@ async fn a_hanging_token_endpoint_times_out_as_unavailable() {
 async fn the_token_cache_fetches_through_the_client_once() {
     let fake = answering(200, grant_body()).await;
     let accounts = Accounts::new([account()]);
-    let cache = TokenCache::new(fake.client(), &accounts, TokenSettings::default());
+    let cache = TokenCache::new(
+        fake.client(),
+        &accounts,
+        TokenSettings::default(),
+        Default::default(),
+    );
     let name = AccountName::parse("sales").unwrap();
 
     let first = cache.token(&name).await.unwrap();
@@ -827,6 +832,7 @@ async fn a_rejected_token_is_replaced_and_the_call_retried_once() {
         client.clone(),
         &Accounts::new([account()]),
         TokenSettings::default(),
+        Default::default(),
     );
     let name = AccountName::parse("sales").unwrap();
 

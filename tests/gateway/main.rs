@@ -18,6 +18,7 @@ mod isolation;
 mod limits;
 mod logs;
 mod meetings;
+mod metrics;
 mod mtls;
 mod process;
 mod quota;

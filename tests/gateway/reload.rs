@@ -53,21 +53,6 @@ async fn account_count(gw: &TestGateway) -> usize {
         .len()
 }
 
-/// Waits (bounded) until `done` holds.
-async fn eventually<F, Fut>(what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..80 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within 8 s");
-}
-
 #[tokio::test]
 async fn grants_and_accounts_reload_without_a_restart_and_a_broken_file_changes_nothing() {
     // As permissive as the other capturing tests: a thread whose filter turns a callsite off can

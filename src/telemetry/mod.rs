@@ -1,4 +1,6 @@
-//! Logging: a `tracing` subscriber writing human-readable or JSON lines to stderr.
+//! Logs and metrics: a `tracing` subscriber writing human-readable or JSON lines to stderr, and
+//! the Prometheus registry ([`metrics`]).
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
