@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
@@ -44,7 +44,20 @@ async fn readyz(State(ops): State<Ops>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn scrape(State(ops): State<Ops>) -> impl IntoResponse {
+/// OpenMetrics to scrapers that ask for it (Prometheus does), the classic text format to the rest.
+async fn scrape(State(ops): State<Ops>, headers: HeaderMap) -> impl IntoResponse {
     let text = ops.metrics.encode(&ops.accounts.account_states());
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, metrics::OPENMETRICS)], text)
+    } else {
+        (
+            [(header::CONTENT_TYPE, metrics::CLASSIC)],
+            metrics::classic_text(&text),
+        )
+    }
 }

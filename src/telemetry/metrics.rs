@@ -6,6 +6,7 @@
 //! label. Counters are bumped on the request path; the per-account gauges (budget, circuit,
 //! token) are read from the live state when Prometheus scrapes.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,7 +23,9 @@ use crate::quota::CircuitState;
 pub const NO_ACCOUNT: &str = "";
 
 /// The content type of [`Metrics::encode`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`classic_text`]'s.
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -422,5 +425,65 @@ impl Metrics {
                     .set(category.paused_for.map_or(0.0, |d| d.as_secs_f64()));
             }
         }
+    }
+}
+
+/// The same series in Prometheus's classic text format (0.0.4), for tools that do not read
+/// OpenMetrics, such as `promtool check metrics`: a counter's `# HELP` and `# TYPE` name it with
+/// its `_total`, and there is no `# UNIT` or `# EOF`. Samples are the same in both formats.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|kind| Some((kind, line.strip_prefix(kind)?)));
+        match comment.and_then(|(kind, rest)| Some((kind, rest.split_once(' ')?))) {
+            Some((kind, (name, rest))) if counters.contains(name) => {
+                text.push_str(&format!("{kind}{name}_total {rest}\n"));
+            }
+            _ => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_text_names_counters_with_their_total_and_drops_what_it_lacks() {
+        let metrics = Metrics::new();
+        metrics.reload("applied");
+        metrics.request("read", "sales", "OK", Duration::from_millis(3));
+        let open = metrics.encode(&[]);
+        assert!(
+            open.contains("# TYPE zoomgate_config_reloads counter"),
+            "{open}"
+        );
+        assert!(open.ends_with("# EOF\n"));
+        let classic = classic_text(&open);
+        assert!(classic.contains("# TYPE zoomgate_config_reloads_total counter\n"));
+        assert!(classic.contains("# HELP zoomgate_config_reloads_total Config"));
+        assert!(classic.contains("zoomgate_config_reloads_total{result=\"applied\"} 1\n"));
+        assert!(classic.contains("# TYPE zoomgate_request_duration_seconds histogram\n"));
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
+        let samples = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(samples(&open), samples(&classic));
     }
 }

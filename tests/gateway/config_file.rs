@@ -435,3 +435,15 @@ fn other_commands_read_bounded_input_too() {
     assert_eq!(output.status.code(), Some(64), "{}", text(&output));
     assert!(text(&output).contains("longer than"), "{}", text(&output));
 }
+
+/// The config the Kubernetes base ships is one the gateway takes, secrets aside (its
+/// `client_secret_file` exists only in a pod).
+#[test]
+fn the_kubernetes_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/base/gateway.toml");
+    let config = Config::load_for_review(&path).expect("deploy/kubernetes/base/gateway.toml");
+    assert_eq!(config.listen_addr.to_string(), "0.0.0.0:50051");
+    assert_eq!(config.ops_listen_addr.to_string(), "0.0.0.0:9090");
+    // Below the Deployment's terminationGracePeriodSeconds (35).
+    assert!(config.shutdown_grace_period < Duration::from_secs(35));
+}

@@ -90,7 +90,9 @@ async fn the_ops_listener_answers_livez_and_readyz_and_stops_with_the_server() {
         let answer = reqwest::get(format!("http://{ops}/{path}")).await.unwrap();
         assert_eq!(answer.status(), 200, "/{path}");
     }
-    let unknown = reqwest::get(format!("http://{ops}/webhooks")).await.unwrap();
+    let unknown = reqwest::get(format!("http://{ops}/webhooks"))
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), 404);
     gateway.stop().await;
     assert!(

@@ -16,7 +16,10 @@ struct Scrape {
 
 impl Scrape {
     async fn of(gateway: &TestGateway) -> Self {
-        let answer = reqwest::get(format!("http://{}/metrics", gateway.ops_addr))
+        let answer = reqwest::Client::new()
+            .get(format!("http://{}/metrics", gateway.ops_addr))
+            .header("accept", "application/openmetrics-text; version=1.0.0")
+            .send()
             .await
             .unwrap();
         assert_eq!(answer.status(), 200);
