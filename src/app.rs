@@ -249,6 +249,11 @@ impl App {
         &self.tokens
     }
 
+    /// The request path, for embedding and benchmarks.
+    pub fn meetings(&self) -> &Meetings {
+        &self.meetings
+    }
+
     /// The durable store (meeting ledger, audit log).
     pub fn store(&self) -> Arc<dyn Store> {
         self.recorder.store().clone()
@@ -351,7 +356,7 @@ impl App {
             .layer(DecodeErrorsLayer {
                 max_message_bytes: limits.max_message_bytes,
             })
-            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .trace_fn(crate::telemetry::server_span)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -470,6 +475,10 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
+/// The gRPC health service a liveness probe asks: SERVING while the process serves, whatever
+/// the store does, so that a database outage makes pods unready, not restarted.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// Reports SERVING while the store takes writes, NOT_SERVING while it refuses them and, for
 /// good, once shutdown starts.
 async fn report_readiness(
@@ -478,6 +487,9 @@ async fn report_readiness(
     mut writable: watch::Receiver<bool>,
     stopping: CancellationToken,
 ) {
+    health
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
     loop {
         let serving = *writable.borrow_and_update();
         ready.send_replace(serving);

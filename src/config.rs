@@ -64,11 +64,22 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub telemetry: RawTelemetry,
+    #[serde(default)]
     pub accounts: Vec<RawAccount>,
     #[serde(default)]
     pub user_groups: Vec<RawUserGroup>,
     #[serde(default)]
     pub callers: Vec<RawCaller>,
+}
+
+/// Where traces go. Read at start only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// An OTLP/gRPC collector, e.g. `http://otel-collector:4317`. Unset: the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables decide; with neither, spans are not exported.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// TLS for the gRPC listener; with `client_ca_file`, callers may authenticate by client certificate.
@@ -410,6 +421,8 @@ pub struct Config {
     pub token: TokenSettings,
     pub routing: RoutingSettings,
     pub limits: Limits,
+    /// `[telemetry] otlp_endpoint`.
+    pub otlp_endpoint: Option<String>,
     pub accounts: Accounts,
     pub policy: Policy,
 }
@@ -584,6 +597,9 @@ impl RawConfig {
         }
         check_url("zoom_api_url", &self.zoom_api_url)?;
         check_url("zoom_oauth_url", &self.zoom_oauth_url)?;
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            check_url("telemetry.otlp_endpoint", endpoint)?;
+        }
         let request_timeout = bounded_secs(
             "request_timeout_secs",
             self.request_timeout_secs,
@@ -753,6 +769,7 @@ impl RawConfig {
                 directory_sync_interval,
             },
             limits,
+            otlp_endpoint: self.telemetry.otlp_endpoint,
             accounts,
             policy,
         })

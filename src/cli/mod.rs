@@ -93,9 +93,14 @@ enum Command {
 impl Cli {
     /// Runs the command and returns the process exit code.
     pub async fn run(self) -> ExitCode {
-        telemetry::init(self.log_format);
-        match self.command {
-            Command::Serve { config } => serve(&config).await,
+        let format = self.log_format;
+        let telemetry = match &self.command {
+            // The gateway's config may name a collector: its telemetry starts once it is read.
+            Command::Serve { .. } => None,
+            _ => Some(telemetry::init(format, None)),
+        };
+        let code = match self.command {
+            Command::Serve { config } => serve(&config, format).await,
             Command::Demo(args) => crate::demo::run(args).await,
             Command::Emulator { config, listen } => emulator(&config, listen).await,
             Command::CheckConfig { config } => check_config(&config),
@@ -104,7 +109,11 @@ impl Cli {
             Command::Audit(args) => audit(args).await,
             Command::Admin(args) => admin::admin(args).await,
             Command::Explain(args) => admin::offline_explain(args),
+        };
+        if let Some(telemetry) = telemetry {
+            telemetry.shutdown();
         }
+        code
     }
 }
 
@@ -112,7 +121,7 @@ fn process_env() -> HashMap<String, String> {
     std::env::vars().collect()
 }
 
-async fn serve(path: &Path) -> ExitCode {
+async fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
     let config = match Config::load(path, &process_env()) {
         Ok(config) => config,
         Err(error) => {
@@ -120,6 +129,13 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let telemetry = telemetry::init(log_format, config.otlp_endpoint.as_deref());
+    let code = serve_config(path, config).await;
+    telemetry.shutdown();
+    code
+}
+
+async fn serve_config(path: &Path, config: Config) -> ExitCode {
     let grace = config.shutdown_grace_period;
     let mut app = match crate::App::build(config).await {
         Ok(app) => app,

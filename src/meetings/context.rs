@@ -49,6 +49,7 @@ impl RequestContext {
             account = tracing::field::Empty,
             zoom_endpoint = tracing::field::Empty,
             code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         let now = Instant::now();
         Self {

@@ -29,4 +29,5 @@ mod store_faults;
 mod terminal;
 mod timing;
 mod tokens;
+mod traces;
 mod validation;

@@ -439,3 +439,128 @@ async fn a_volume_that_goes_away_and_comes_back() {
     .await;
     gateway.stop().await;
 }
+
+/// Every gRPC health service and `/readyz` say the same; liveness stays up throughout.
+async fn readiness(gateway: &TestGateway) -> (Vec<ServingStatus>, u16, ServingStatus) {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gateway.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut check = async |service: &str| {
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+    };
+    let mut services = Vec::new();
+    for service in ["", "zoomgate.v1.Meetings", "zoomgate.v1.Admin"] {
+        services.push(check(service).await);
+    }
+    let liveness = check("liveness").await;
+    (services, gateway.readyz().await, liveness)
+}
+
+#[tokio::test]
+async fn health_walks_start_up_a_store_outage_recovery_and_shutdown() {
+    use ServingStatus::{NotServing, Serving};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("zoomgate.db");
+    let gateway = TestGateway::spawn_on(Some(db.clone()), |_| {}).await;
+    let files = [db.clone(), dir.path().join("zoomgate.db-wal")];
+    if !files
+        .iter()
+        .all(|file| run("chattr", &["+i"], file) && run("chattr", &["-i"], file))
+    {
+        skip("cannot make files immutable (needs root and a filesystem with chattr)");
+        gateway.stop().await;
+        return;
+    }
+    // Started: ready everywhere.
+    assert!(
+        gateway
+            .health_becomes(Serving, Duration::from_secs(3))
+            .await
+    );
+    assert_eq!(readiness(&gateway).await, (vec![Serving; 3], 200, Serving));
+
+    // The store stops taking writes: not ready, but alive.
+    let read_only = Immutable::set(&files);
+    let mut client = gateway.client(ADMIN_KEY).await;
+    let refused = client
+        .create_meeting(create_for("alice@sales.acme.test", "store down"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        gateway
+            .health_becomes(NotServing, Duration::from_secs(5))
+            .await
+    );
+    assert_eq!(
+        readiness(&gateway).await,
+        (vec![NotServing; 3], 503, Serving)
+    );
+    let livez = reqwest::get(format!("http://{}/livez", gateway.ops_addr))
+        .await
+        .unwrap();
+    assert_eq!(livez.status(), 200);
+
+    // It takes writes again: ready without a restart.
+    drop(read_only);
+    assert!(
+        gateway
+            .health_becomes(Serving, Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(readiness(&gateway).await, (vec![Serving; 3], 200, Serving));
+
+    // Shutdown with a request in flight: NOT_SERVING (seen by a watcher that was there
+    // before) and 503 while it drains; the request still finishes.
+    let meeting = client
+        .create_meeting(create_for("alice@sales.acme.test", "in flight at shutdown"))
+        .await
+        .unwrap()
+        .into_inner();
+    gateway.zoom.set_faults(
+        SALES_ZOOM_ID,
+        Faults {
+            latency_ms: 1_500,
+            ..Default::default()
+        },
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gateway.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(channel)
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status(), Serving);
+    let in_flight = tokio::spawn({
+        let mut client = client.clone();
+        async move { client.get_meeting(get(meeting.id)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ops = gateway.ops_addr;
+    let stopped = tokio::spawn(gateway.stop());
+    assert_eq!(watch.message().await.unwrap().unwrap().status(), NotServing);
+    drop(watch);
+    let readyz = reqwest::get(format!("http://{ops}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 503, "draining");
+    in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight finishes");
+    stopped.await.unwrap();
+}
