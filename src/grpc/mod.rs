@@ -72,22 +72,8 @@ impl MeetingsService {
 
     /// Answers a request and counts it: its code on its span, in the metrics and in one log
     /// line (the access log, with the request's span and so its trace id).
-    fn answer<T>(&self, end: Ending, result: Result<T, Error>) -> Result<Response<T>, Status> {
-        let code = result.as_ref().map_or_else(code, |_| Code::Ok);
-        let name = code_name(code);
-        let took = end.started.elapsed();
-        end.span.record("code", name);
-        if code != Code::Ok {
-            end.span.record("otel.status_code", "ERROR");
-        }
-        tracing::info!(
-            parent: &end.span,
-            code = name,
-            duration_us = took.as_micros() as u64,
-            "request answered"
-        );
-        self.metrics
-            .request(end.operation.as_str(), end.routed.account(), name, took);
+    fn answer<T>(&self, mut end: Ending, result: Result<T, Error>) -> Result<Response<T>, Status> {
+        end.finish(result.as_ref().map_or_else(code, |_| Code::Ok));
         answer(&end.id, result)
     }
 
@@ -142,23 +128,55 @@ impl<'a> CallMetadata<'a> {
     }
 }
 
-/// What a handler keeps of a request it handed to the domain, to answer and count it.
+/// What a handler keeps of a request it handed to the domain, to answer and count it. A
+/// handler dropped before it answered (the caller hung up) counts its request as CANCELLED.
 struct Ending {
     id: RequestId,
     operation: Operation,
     routed: Routed,
     started: tokio::time::Instant,
     span: tracing::Span,
+    metrics: Arc<Metrics>,
+    counted: bool,
 }
 
 impl Ending {
-    fn of(cx: &RequestContext) -> Self {
+    fn of(cx: &RequestContext, metrics: &Arc<Metrics>) -> Self {
         Self {
             id: cx.request_id.clone(),
             operation: cx.operation,
             routed: cx.routed(),
             started: cx.started,
             span: cx.span.clone(),
+            metrics: metrics.clone(),
+            counted: false,
+        }
+    }
+
+    /// Counts the request once, with `code`.
+    fn finish(&mut self, code: Code) {
+        self.counted = true;
+        let name = code_name(code);
+        let took = self.started.elapsed();
+        self.span.record("code", name);
+        if code != Code::Ok {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        tracing::info!(
+            parent: &self.span,
+            code = name,
+            duration_us = took.as_micros() as u64,
+            "request answered"
+        );
+        self.metrics
+            .request(self.operation.as_str(), self.routed.account(), name, took);
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if !self.counted {
+            self.finish(Code::Cancelled);
         }
     }
 }
@@ -228,7 +246,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::CreateMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
         let cx = self.context(&request, Operation::Create)?;
-        let end = Ending::of(&cx);
+        let end = Ending::of(&cx, &self.metrics);
         let request = request.into_inner();
         let (user, body) = (
             convert::user_ref(request.user.as_ref()),
@@ -250,7 +268,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::GetMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
         let cx = self.context(&request, Operation::Read)?;
-        let end = Ending::of(&cx);
+        let end = Ending::of(&cx, &self.metrics);
         let request = request.into_inner();
         let ids = both(
             validate::meeting_id(request.meeting_id),
@@ -268,7 +286,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::UpdateMeetingRequest>,
     ) -> Result<Response<proto::Meeting>, Status> {
         let cx = self.context(&request, Operation::Update)?;
-        let end = Ending::of(&cx);
+        let end = Ending::of(&cx, &self.metrics);
         let request = request.into_inner();
         let ids = both(
             validate::meeting_id(request.meeting_id),
@@ -294,7 +312,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::DeleteMeetingRequest>,
     ) -> Result<Response<()>, Status> {
         let cx = self.context(&request, Operation::Delete)?;
-        let end = Ending::of(&cx);
+        let end = Ending::of(&cx, &self.metrics);
         let request = request.into_inner();
         let ids = both(
             validate::meeting_id(request.meeting_id),
@@ -312,7 +330,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::ListMeetingsRequest>,
     ) -> Result<Response<proto::ListMeetingsResponse>, Status> {
         let cx = self.context(&request, Operation::List)?;
-        let end = Ending::of(&cx);
+        let end = Ending::of(&cx, &self.metrics);
         let request = request.into_inner();
         let parsed = both(
             convert::list_user_ref(request.user.as_ref()),
@@ -330,7 +348,7 @@ impl proto::meetings_server::Meetings for MeetingsService {
         request: Request<proto::EndMeetingRequest>,
     ) -> Result<Response<proto::EndMeetingResponse>, Status> {
         let cx = self.context(&request, Operation::End)?;
-        let end = Ending::of(&cx);
+        let end = Ending::of(&cx, &self.metrics);
         let result = match validate::meeting_id(request.get_ref().meeting_id) {
             Ok(meeting) => self.meetings.end(cx, meeting).await,
             Err(error) => Err(error),
