@@ -377,21 +377,32 @@ impl Drop for Immutable {
     }
 }
 
-#[tokio::test]
-async fn a_read_only_store_refuses_changes_and_a_restart_on_it_fails() {
+/// A gateway on an SQLite file in a directory of its own, with the files `chattr` can make
+/// immutable; `None` (the test is skipped) where it cannot.
+async fn on_a_store_that_can_be_made_read_only()
+-> Option<(TestGateway, [PathBuf; 2], tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("zoomgate.db");
     let gateway = TestGateway::spawn_on(Some(db.clone()), |_| {}).await;
     // The write-ahead log takes the writes; the shared-memory index is left alone.
-    let files = [db.clone(), dir.path().join("zoomgate.db-wal")];
+    let files = [db, dir.path().join("zoomgate.db-wal")];
     if !files
         .iter()
         .all(|file| run("chattr", &["+i"], file) && run("chattr", &["-i"], file))
     {
         skip("cannot make files immutable (needs root and a filesystem with chattr)");
         gateway.stop().await;
-        return;
+        return None;
     }
+    Some((gateway, files, dir))
+}
+
+#[tokio::test]
+async fn a_read_only_store_refuses_changes_and_a_restart_on_it_fails() {
+    let Some((gateway, files, _dir)) = on_a_store_that_can_be_made_read_only().await else {
+        return;
+    };
+    let db = files[0].clone();
     let read_only = std::cell::RefCell::new(None);
     survives(
         &gateway,
@@ -469,18 +480,9 @@ async fn readiness(gateway: &TestGateway) -> (Vec<ServingStatus>, u16, ServingSt
 #[tokio::test]
 async fn health_walks_start_up_a_store_outage_recovery_and_shutdown() {
     use ServingStatus::{NotServing, Serving};
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("zoomgate.db");
-    let gateway = TestGateway::spawn_on(Some(db.clone()), |_| {}).await;
-    let files = [db.clone(), dir.path().join("zoomgate.db-wal")];
-    if !files
-        .iter()
-        .all(|file| run("chattr", &["+i"], file) && run("chattr", &["-i"], file))
-    {
-        skip("cannot make files immutable (needs root and a filesystem with chattr)");
-        gateway.stop().await;
+    let Some((gateway, files, _dir)) = on_a_store_that_can_be_made_read_only().await else {
         return;
-    }
+    };
     // Started: ready everywhere.
     assert!(
         gateway
