@@ -13,7 +13,9 @@
 #[cfg(test)]
 mod contract;
 mod metered;
+mod postgres;
 mod recorder;
+mod rows;
 mod sqlite;
 
 use std::fmt;
@@ -27,6 +29,7 @@ use serde::Serialize;
 use crate::accounts::AccountName;
 
 pub use metered::Metered;
+pub use postgres::PostgresStore;
 pub use recorder::Recorder;
 pub use sqlite::{Durability, SqliteStore};
 
@@ -380,6 +383,11 @@ pub enum StoreError {
     },
     #[error("store holds an unreadable value in {0}")]
     Corrupt(String),
+    /// PostgreSQL cannot be reached, or refused the connection. Names no password.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(sqlx::Error),
+    #[error("cannot migrate the PostgreSQL store: {0}")]
+    MigrateDatabase(sqlx::migrate::MigrateError),
     /// The file was removed or replaced under the gateway: what it writes would be lost.
     #[error("store file `{}` was removed or replaced while open", .0.display())]
     Vanished(PathBuf),

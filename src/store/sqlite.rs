@@ -11,13 +11,16 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::rows::{
+    audit_from_row, audit_query, directory_from_row, earlier_claim, meeting_from_row, query_error,
+    route_from_row,
+};
 use super::{
     AuditFilter, AuditRecord, Claim, Completion, CreateEnd, CreateRequest, DirectoryEntry,
     LedgerChange, MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError, UserDay,
@@ -33,9 +36,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite has one writer at a time; a few connections are enough for concurrent readers under WAL.
 const MAX_FILE_CONNECTIONS: u32 = 4;
-
-const AUDIT_COLUMNS: &str =
-    "id, at, caller, operation, account, zoom_user, meeting_id, outcome, detail";
 
 /// How much of what was committed survives a crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,54 +277,6 @@ async fn check_directory(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// What an earlier claim of the same request id left, as [`Store::claim_create`] reports it.
-fn earlier_claim(
-    row: &sqlx::sqlite::SqliteRow,
-    request: &CreateRequest,
-    stale_before: DateTime<Utc>,
-) -> Result<Claim, StoreError> {
-    let body: String = row
-        .try_get("body_sha256")
-        .map_err(query_error("claim_create"))?;
-    if body != request.body_sha256 {
-        return Ok(Claim::OtherBody);
-    }
-    let state: String = row.try_get("state").map_err(query_error("claim_create"))?;
-    let since = from_millis(
-        row.try_get("created_at")
-            .map_err(query_error("claim_create"))?,
-        || "create_requests.created_at".into(),
-    )?;
-    Ok(match state.as_str() {
-        "running" if since >= stale_before => Claim::Running { since },
-        "running" | "unknown" => Claim::Unknown { since },
-        "done" => {
-            let account: Option<String> = row
-                .try_get("account")
-                .map_err(query_error("claim_create"))?;
-            let meeting_id: Option<i64> = row
-                .try_get("meeting_id")
-                .map_err(query_error("claim_create"))?;
-            match (account.as_deref().map(AccountName::parse), meeting_id) {
-                (Some(Ok(account)), Some(meeting_id)) => Claim::Done {
-                    account,
-                    meeting_id,
-                },
-                _ => {
-                    return Err(StoreError::Corrupt(
-                        "a done create without its meeting".into(),
-                    ));
-                }
-            }
-        }
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "create request state `{other}`"
-            )));
-        }
-    })
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError> {
@@ -385,54 +337,7 @@ impl Store for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit"));
-        let mut conditions = Conditions::default();
-        if let Some(caller) = &filter.caller {
-            conditions.next(&mut query, "caller = ").push_bind(caller);
-        }
-        if let Some(operation) = &filter.operation {
-            conditions
-                .next(&mut query, "operation = ")
-                .push_bind(operation);
-        }
-        if let Some(account) = &filter.account {
-            conditions.next(&mut query, "account = ").push_bind(account);
-        }
-        if let Some(user) = &filter.user {
-            conditions.next(&mut query, "zoom_user = ").push_bind(user);
-        }
-        if let Some(meeting_id) = filter.meeting_id {
-            conditions
-                .next(&mut query, "meeting_id = ")
-                .push_bind(meeting_id);
-        }
-        if let Some(outcome) = filter.outcome {
-            conditions
-                .next(&mut query, "outcome = ")
-                .push_bind(outcome.as_str());
-        }
-        if let Some(since) = filter.since {
-            conditions
-                .next(&mut query, "at >= ")
-                .push_bind(since.timestamp_millis());
-        }
-        if let Some(until) = filter.until {
-            conditions
-                .next(&mut query, "at < ")
-                .push_bind(until.timestamp_millis());
-        }
-        if let Some((at, id)) = filter.after {
-            conditions
-                .next(&mut query, "(at, id) < (")
-                .push_bind(at.timestamp_millis())
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        query
-            .push(" ORDER BY at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit));
-
+        let mut query = audit_query::<Sqlite>(filter, limit);
         let rows = query
             .build()
             .fetch_all(&self.pool())
@@ -707,26 +612,6 @@ impl Store for SqliteStore {
     }
 }
 
-fn directory_from_row(row: &SqliteRow) -> Result<DirectoryEntry, StoreError> {
-    let read = || -> Result<_, sqlx::Error> {
-        Ok((
-            row.try_get::<String, _>("email")?,
-            row.try_get::<String, _>("account")?,
-            row.try_get::<String, _>("user_id")?,
-            row.try_get::<i64, _>("synced_at")?,
-        ))
-    };
-    let (email, account, user_id, synced_at) = read().map_err(query_error("directory"))?;
-    let account = AccountName::parse(&account)
-        .map_err(|_| StoreError::Corrupt("directory.account".to_owned()))?;
-    Ok(DirectoryEntry {
-        email,
-        account,
-        user_id,
-        synced_at: from_millis(synced_at, || "directory.synced_at".to_owned())?,
-    })
-}
-
 async fn select_route<'e>(
     executor: impl sqlx::SqliteExecutor<'e>,
     email: &str,
@@ -739,28 +624,6 @@ async fn select_route<'e>(
     .await
     .map_err(query_error("route"))?;
     row.as_ref().map(route_from_row).transpose()
-}
-
-fn route_from_row(row: &SqliteRow) -> Result<RouteRecord, StoreError> {
-    let read = || -> Result<_, sqlx::Error> {
-        Ok((
-            row.try_get::<String, _>("email")?,
-            row.try_get::<String, _>("account")?,
-            row.try_get::<String, _>("set_by")?,
-            row.try_get::<i64, _>("set_at")?,
-            row.try_get::<bool, _>("forced")?,
-        ))
-    };
-    let (email, account, set_by, set_at, forced) = read().map_err(query_error("route"))?;
-    let account = AccountName::parse(&account)
-        .map_err(|_| StoreError::Corrupt("user_routes.account".to_owned()))?;
-    Ok(RouteRecord {
-        email,
-        account,
-        set_by,
-        set_at: from_millis(set_at, || "user_routes.set_at".to_owned())?,
-        forced,
-    })
 }
 
 /// Completes a change in one transaction: the audit record and the ledger.
@@ -854,93 +717,6 @@ async fn insert_audit<'e>(
     .await
     .map_err(query_error("append_audit"))?;
     Ok(done.last_insert_rowid())
-}
-
-/// Joins WHERE conditions: ` WHERE ` before the first, ` AND ` before the others.
-#[derive(Default)]
-struct Conditions {
-    any: bool,
-}
-
-impl Conditions {
-    fn next<'q, 'args>(
-        &mut self,
-        query: &'q mut QueryBuilder<'args, Sqlite>,
-        condition: &str,
-    ) -> &'q mut QueryBuilder<'args, Sqlite> {
-        query.push(if self.any { " AND " } else { " WHERE " });
-        self.any = true;
-        query.push(condition)
-    }
-}
-
-/// Wraps a driver error with the operation's name; the error never carries bound values.
-fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { operation, source }
-}
-
-fn meeting_from_row(row: &SqliteRow) -> Result<MeetingRecord, StoreError> {
-    let read = || -> Result<_, sqlx::Error> {
-        Ok((
-            row.try_get::<i64, _>("meeting_id")?,
-            row.try_get::<String, _>("account")?,
-            row.try_get::<String, _>("host_id")?,
-            row.try_get::<String, _>("host_email")?,
-            row.try_get::<String, _>("created_by")?,
-            row.try_get::<i64, _>("created_at")?,
-        ))
-    };
-    let (meeting_id, account, host_id, host_email, created_by, created_at) =
-        read().map_err(query_error("meeting"))?;
-    let account = AccountName::parse(&account)
-        .map_err(|_| StoreError::Corrupt(format!("meetings.account of meeting {meeting_id}")))?;
-    Ok(MeetingRecord {
-        meeting_id,
-        account,
-        host_id,
-        host_email,
-        created_by,
-        created_at: from_millis(created_at, || {
-            format!("meetings.created_at of meeting {meeting_id}")
-        })?,
-    })
-}
-
-fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
-    let read = || -> Result<_, sqlx::Error> {
-        Ok((
-            row.try_get::<i64, _>("id")?,
-            row.try_get::<i64, _>("at")?,
-            row.try_get::<String, _>("caller")?,
-            row.try_get::<String, _>("operation")?,
-            row.try_get::<Option<String>, _>("account")?,
-            row.try_get::<Option<String>, _>("zoom_user")?,
-            row.try_get::<Option<i64>, _>("meeting_id")?,
-            row.try_get::<String, _>("outcome")?,
-            row.try_get::<Option<String>, _>("detail")?,
-        ))
-    };
-    let (id, at, caller, operation, account, user, meeting_id, outcome, detail) =
-        read().map_err(query_error("audit"))?;
-    let outcome = outcome
-        .parse::<Outcome>()
-        .map_err(|_| StoreError::Corrupt(format!("audit.outcome of record {id}")))?;
-    Ok(AuditRecord {
-        id,
-        at: from_millis(at, || format!("audit.at of record {id}"))?,
-        caller,
-        operation,
-        account,
-        user,
-        meeting_id,
-        outcome,
-        detail,
-    })
-}
-
-/// Converts stored unix milliseconds back to a timestamp; `what` names the column for the error.
-fn from_millis(millis: i64, what: impl FnOnce() -> String) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(millis).ok_or_else(|| StoreError::Corrupt(what()))
 }
 
 #[cfg(test)]
