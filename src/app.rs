@@ -102,7 +102,7 @@ impl App {
         }
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(Metered::new(
-            store::open(&config.store).await?,
+            store::open(&config.store, config.store_password.as_ref()).await?,
             metrics.clone(),
         ));
         // Serving on a store that cannot write would refuse every change: refuse to start.

@@ -52,9 +52,14 @@ pub struct RawConfig {
     /// How long a create's `request_id` is remembered, in hours, 1 to 8760. Default 24.
     #[serde(default = "default_request_id_retention_hours")]
     pub request_id_retention_hours: u64,
-    /// Where durable state lives: `sqlite:PATH` or a bare path. Default `sqlite:zoomgate.db`.
+    /// Where durable state lives: `sqlite:PATH`, a bare path, or a `postgres://` URL without
+    /// a password. Default `sqlite:zoomgate.db`.
     #[serde(default = "default_store")]
     pub store: String,
+    /// The environment variable holding the PostgreSQL store's password.
+    pub store_password_env: Option<String>,
+    /// The file holding the PostgreSQL store's password (e.g. a mounted Secret).
+    pub store_password_file: Option<PathBuf>,
     #[serde(default)]
     pub tls: Option<RawTls>,
     #[serde(default)]
@@ -417,6 +422,8 @@ pub struct Config {
     pub shutdown_grace_period: Duration,
     pub request_id_retention: Duration,
     pub store: String,
+    /// The PostgreSQL store's password, from `store_password_env` or `store_password_file`.
+    pub store_password: Option<SecretString>,
     pub tls: Option<TlsConfig>,
     pub token: TokenSettings,
     pub routing: RoutingSettings,
@@ -633,12 +640,28 @@ impl RawConfig {
         }
         let store = store::resolve_location(&self.store, base_dir)
             .map_err(|e| invalid("store", e.to_string()))?;
-        let tls = match mode {
-            Mode::Serve(_) => {
+        let password = SecretSource {
+            env_key: "store_password_env".into(),
+            file_key: "store_password_file".into(),
+            var: self.store_password_env.as_deref(),
+            file: self.store_password_file.as_deref(),
+            what: "the store password",
+        };
+        if (password.var.is_some() || password.file.is_some()) && !store::is_postgres(&store) {
+            return Err(invalid(
+                "store_password_env",
+                "only a postgres:// store takes a password",
+            ));
+        }
+        let (tls, store_password) = match mode {
+            Mode::Serve(env) => {
                 check_store_file(&store)?;
-                self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?
+                (
+                    self.tls.map(|tls| load_tls(&tls, base_dir)).transpose()?,
+                    password.read(env, base_dir)?,
+                )
             }
-            Mode::Review => None,
+            Mode::Review => (None, None),
         };
         let limits = self.limits.validate()?;
 
@@ -760,6 +783,7 @@ impl RawConfig {
             shutdown_grace_period,
             request_id_retention,
             store,
+            store_password,
             tls,
             token,
             routing: RoutingSettings {
@@ -1006,46 +1030,81 @@ fn resolve_secret(
     base_dir: &Path,
     at: &dyn Fn(&str) -> String,
 ) -> Result<SecretString, ConfigError> {
-    let secret = match (&raw.client_secret_env, &raw.client_secret_file) {
-        (Some(var), None) => env
-            .get(var)
-            .cloned()
-            .ok_or_else(|| invalid(at("client_secret_env"), format!("{var} is not set")))?,
-        (None, Some(file)) => {
-            let path = base_dir.join(file);
-            let cannot_read = |e: io::Error| {
-                invalid(
-                    at("client_secret_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            };
-            let bytes = read_limited(&path, MAX_SECRET_BYTES).map_err(cannot_read)?;
-            String::from_utf8(bytes)
-                .map_err(|_| invalid(at("client_secret_file"), "the client secret is not UTF-8"))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned()
-        }
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                at("client_secret_env"),
-                "set client_secret_env or client_secret_file, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(invalid(
-                at("client_secret_env"),
-                "the client secret must come from client_secret_env or client_secret_file (never inline)",
-            ));
-        }
+    let source = SecretSource {
+        env_key: at("client_secret_env"),
+        file_key: at("client_secret_file"),
+        var: raw.client_secret_env.as_deref(),
+        file: raw.client_secret_file.as_deref(),
+        what: "the client secret",
     };
-    if secret.trim().is_empty() {
-        let field = match raw.client_secret_file {
-            Some(_) => "client_secret_file",
-            None => "client_secret_env",
+    source.read(env, base_dir)?.ok_or_else(|| {
+        invalid(
+            at("client_secret_env"),
+            "the client secret must come from client_secret_env or client_secret_file (never inline)",
+        )
+    })
+}
+
+/// Where a secret comes from: an environment variable or a file, never the config itself.
+struct SecretSource<'a> {
+    env_key: String,
+    file_key: String,
+    var: Option<&'a str>,
+    file: Option<&'a Path>,
+    /// What the secret is, for errors ("the client secret").
+    what: &'static str,
+}
+
+impl SecretSource<'_> {
+    /// The secret, or `None` when neither key is set.
+    fn read(
+        &self,
+        env: &HashMap<String, String>,
+        base_dir: &Path,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        let what = self.what;
+        let (secret, key) = match (self.var, self.file) {
+            (Some(var), None) => (
+                env.get(var)
+                    .cloned()
+                    .ok_or_else(|| invalid(&self.env_key, format!("{var} is not set")))?,
+                &self.env_key,
+            ),
+            (None, Some(file)) => {
+                let path = base_dir.join(file);
+                let cannot_read = |e: io::Error| {
+                    invalid(
+                        &self.file_key,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                };
+                let bytes = read_limited(&path, MAX_SECRET_BYTES).map_err(cannot_read)?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| invalid(&self.file_key, format!("{what} is not UTF-8")))?;
+                (
+                    text.trim_end_matches(['\r', '\n']).to_owned(),
+                    &self.file_key,
+                )
+            }
+            (Some(_), Some(_)) => {
+                // The keys as written in their table, e.g. `client_secret_env`.
+                let short = |key: &str| key.rsplit('.').next().unwrap_or(key).to_owned();
+                return Err(invalid(
+                    &self.env_key,
+                    format!(
+                        "set {} or {}, not both",
+                        short(&self.env_key),
+                        short(&self.file_key)
+                    ),
+                ));
+            }
+            (None, None) => return Ok(None),
         };
-        return Err(invalid(at(field), "the client secret is empty"));
+        if secret.trim().is_empty() {
+            return Err(invalid(key, format!("{what} is empty")));
+        }
+        Ok(Some(SecretString::from(secret)))
     }
-    Ok(SecretString::from(secret))
 }
 
 fn load_tls(tls: &RawTls, base_dir: &Path) -> Result<TlsConfig, ConfigError> {
@@ -1904,6 +1963,67 @@ domains = ["sales.x.test"]
         );
         std::fs::write(dir.path().join("existing.db"), b"").unwrap();
         assert_eq!(store_error("existing.db"), None);
+    }
+
+    #[test]
+    fn a_postgres_store_takes_its_password_from_the_environment_or_a_file() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let with = |keys: &str| {
+            config(SALES).replace(
+                "[[accounts]]",
+                &format!("store = \"postgres://zoomgate@db:5432/zoomgate\"\n{keys}\n[[accounts]]"),
+            )
+        };
+        let mut env = env();
+        env.insert("DB_PASSWORD".into(), "pg-s3cret".into());
+        let from_env = Config::from_toml(
+            &with("store_password_env = \"DB_PASSWORD\""),
+            &env,
+            dir.path(),
+        )
+        .expect("a postgres store with a password from the environment");
+        assert_eq!(from_env.store, "postgres://zoomgate@db:5432/zoomgate");
+        assert_eq!(
+            from_env.store_password.unwrap().expose_secret(),
+            "pg-s3cret"
+        );
+        std::fs::write(dir.path().join("pg-password"), "from-a-file\n").unwrap();
+        let from_file = Config::from_toml(
+            &with("store_password_file = \"pg-password\""),
+            &env,
+            dir.path(),
+        )
+        .expect("a postgres store with a password file");
+        assert_eq!(
+            from_file.store_password.unwrap().expose_secret(),
+            "from-a-file"
+        );
+        let without = Config::from_toml(&with(""), &env, dir.path()).unwrap();
+        assert!(without.store_password.is_none());
+
+        for (keys, expected) in [
+            (
+                "store_password_env = \"UNSET\"",
+                "store_password_env: UNSET is not set",
+            ),
+            (
+                "store_password_env = \"DB_PASSWORD\"\nstore_password_file = \"pg-password\"",
+                "store_password_env: set store_password_env or store_password_file, not both",
+            ),
+        ] {
+            let error = error_of(&with(keys), &env);
+            assert_eq!(error, expected);
+            assert!(!error.contains("pg-s3cret"));
+        }
+        let on_sqlite = config(SALES).replace(
+            "[[accounts]]",
+            "store_password_env = \"DB_PASSWORD\"\n[[accounts]]",
+        );
+        assert_eq!(
+            error_of(&on_sqlite, &env),
+            "store_password_env: only a postgres:// store takes a password"
+        );
     }
 
     #[test]

@@ -787,7 +787,8 @@ async fn audit(args: AuditArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let store = match crate::store::open(&location).await {
+    // A PostgreSQL password comes from PGPASSWORD here, as for psql.
+    let store = match crate::store::open(&location, None).await {
         Ok(store) => store,
         Err(error) => {
             errln!("error: {error}");

@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::accounts::AccountName;
+use secrecy::SecretString;
 
 pub use metered::Metered;
 pub use postgres::PostgresStore;
@@ -364,7 +365,7 @@ pub enum StoreError {
     #[error("invalid store location: {0}")]
     InvalidLocation(String),
     #[error(
-        "store backend `{0}` is not supported (use sqlite:PATH, sqlite::memory: or a file path)"
+        "store backend `{0}` is not supported (use sqlite:PATH, sqlite::memory:, a file path or postgres://)"
     )]
     UnsupportedBackend(String),
     #[error("directory `{}` of the store file does not exist", .0.display())]
@@ -393,14 +394,25 @@ pub enum StoreError {
     Vanished(PathBuf),
 }
 
-/// Opens the store named by `location` ("sqlite:PATH", "sqlite::memory:" or a bare file path),
-/// creating the file and running migrations.
-pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
-    let store = match Location::parse(location)? {
-        Location::SqliteMemory => SqliteStore::open_in_memory().await?,
-        Location::SqliteFile(path) => SqliteStore::open_file(&path, Durability::PowerSafe).await?,
-    };
-    Ok(Arc::new(store))
+/// Opens the store named by `location` ("sqlite:PATH", "sqlite::memory:", a bare file path or
+/// a `postgres://` URL, with `password` for PostgreSQL), creating the file or tables as needed
+/// and running migrations.
+pub async fn open(
+    location: &str,
+    password: Option<&SecretString>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match Location::parse(location)? {
+        Location::SqliteMemory => Arc::new(SqliteStore::open_in_memory().await?),
+        Location::SqliteFile(path) => {
+            Arc::new(SqliteStore::open_file(&path, Durability::PowerSafe).await?)
+        }
+        Location::Postgres(url) => Arc::new(PostgresStore::connect(&url, password, None).await?),
+    })
+}
+
+/// Whether `location` names a PostgreSQL store.
+pub fn is_postgres(location: &str) -> bool {
+    matches!(Location::parse(location), Ok(Location::Postgres(_)))
 }
 
 /// Resolves a store location read from a config file: checked as [`open`] would check it, with
@@ -409,6 +421,7 @@ pub fn resolve_location(location: &str, base_dir: &Path) -> Result<String, Store
     Ok(match Location::parse(location)? {
         Location::SqliteMemory => "sqlite::memory:".to_owned(),
         Location::SqliteFile(path) => format!("sqlite:{}", base_dir.join(path).display()),
+        Location::Postgres(url) => url,
     })
 }
 
@@ -417,6 +430,8 @@ pub fn resolve_location(location: &str, base_dir: &Path) -> Result<String, Store
 enum Location {
     SqliteMemory,
     SqliteFile(PathBuf),
+    /// A `postgres://` or `postgresql://` URL with no password in it.
+    Postgres(String),
 }
 
 impl Location {
@@ -427,6 +442,23 @@ impl Location {
             .or_else(|| location.strip_prefix("sqlite:"))
         {
             rest
+        } else if let Some(scheme @ ("postgres" | "postgresql")) = url_scheme(location) {
+            // Checked here, never echoed: the URL may hold a password.
+            let url = reqwest::Url::parse(location)
+                .map_err(|_| StoreError::InvalidLocation(format!("not a valid {scheme}:// URL")))?;
+            if url.password().is_some() {
+                return Err(StoreError::InvalidLocation(
+                    "a PostgreSQL URL must not carry a password: use store_password_env or \
+                     store_password_file"
+                        .into(),
+                ));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(StoreError::InvalidLocation(
+                    "a PostgreSQL URL needs a host".into(),
+                ));
+            }
+            return Ok(Location::Postgres(location.to_owned()));
         } else if let Some(scheme) = url_scheme(location) {
             // Names only the scheme: the rest of a database URL may hold a password.
             return Err(StoreError::UnsupportedBackend(scheme.to_owned()));
@@ -516,13 +548,38 @@ mod tests {
 
     #[test]
     fn location_refuses_other_backends_without_echoing_the_url() {
-        let err = Location::parse("postgres://zoomgate:hunter2@db/zoomgate").unwrap_err();
-        assert!(matches!(&err, StoreError::UnsupportedBackend(s) if s == "postgres"));
+        let err = Location::parse("mysql://zoomgate:hunter2@db/zoomgate").unwrap_err();
+        assert!(matches!(&err, StoreError::UnsupportedBackend(s) if s == "mysql"));
         assert!(!err.to_string().contains("hunter2"));
         assert!(matches!(
             Location::parse("mysql:whatever"),
             Err(StoreError::UnsupportedBackend(_))
         ));
+    }
+
+    #[test]
+    fn a_postgres_location_is_a_url_without_a_password() {
+        for url in [
+            "postgres://zoomgate@db:5432/zoomgate?sslmode=require",
+            "postgresql://zoomgate@db/zoomgate",
+        ] {
+            assert_eq!(
+                Location::parse(url).ok(),
+                Some(Location::Postgres(url.into()))
+            );
+        }
+        for bad in [
+            "postgres://zoomgate:hunter2@db/zoomgate",
+            "postgres:///zoomgate",
+            "postgres://zoomgate:hunter2@",
+        ] {
+            let err = Location::parse(bad).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidLocation(_)),
+                "{bad}: {err}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

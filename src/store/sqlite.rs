@@ -766,7 +766,7 @@ mod tests {
         let mut audited = event(5, "crm", "meetings.create", Outcome::Allowed);
         audited.meeting_id = Some(record.meeting_id);
 
-        let first = store::open(&format!("sqlite:{}", path.display()))
+        let first = store::open(&format!("sqlite:{}", path.display()), None)
             .await
             .expect("first open creates the file");
         first.record_meeting(&record).await.unwrap();
@@ -776,7 +776,7 @@ mod tests {
         assert!(path.is_file());
 
         let path_text = path.to_str().expect("utf-8 temp path");
-        let second = store::open(path_text)
+        let second = store::open(path_text, None)
             .await
             .expect("second open migrates nothing and keeps data");
         assert_eq!(
@@ -879,7 +879,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no-such-dir");
         let location = format!("sqlite:{}", missing.join("zoomgate.db").display());
-        let err = store::open(&location).await.err().expect("must fail");
+        let err = store::open(&location, None).await.err().expect("must fail");
         assert!(matches!(&err, StoreError::MissingDirectory(p) if *p == missing));
         assert!(err.to_string().contains(&missing.display().to_string()));
         assert!(!missing.exists(), "the directory is not created");
@@ -888,7 +888,7 @@ mod tests {
     #[tokio::test]
     async fn a_directory_or_a_file_as_parent_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = store::open(dir.path().to_str().unwrap())
+        let err = store::open(dir.path().to_str().unwrap(), None)
             .await
             .err()
             .expect("a directory is not a database file");
@@ -896,7 +896,7 @@ mod tests {
 
         let file = dir.path().join("plain-file");
         std::fs::write(&file, b"x").unwrap();
-        let err = store::open(file.join("db").to_str().unwrap())
+        let err = store::open(file.join("db").to_str().unwrap(), None)
             .await
             .err()
             .expect("a file is not a directory");
@@ -908,7 +908,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
         std::fs::write(&path, vec![b'z'; 4096]).unwrap();
-        let err = store::open(path.to_str().unwrap())
+        let err = store::open(path.to_str().unwrap(), None)
             .await
             .err()
             .expect("not a database");
@@ -920,12 +920,23 @@ mod tests {
 
     #[tokio::test]
     async fn another_backend_is_refused_by_name() {
-        let err = store::open("postgres://zoomgate:s3cret@127.0.0.1/zoomgate")
+        let err = store::open("mysql://zoomgate:s3cret@127.0.0.1/zoomgate", None)
             .await
             .err()
-            .expect("not supported yet");
-        assert!(matches!(&err, StoreError::UnsupportedBackend(s) if s == "postgres"));
+            .expect("not supported");
+        assert!(matches!(&err, StoreError::UnsupportedBackend(s) if s == "mysql"));
         assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_postgres_url_with_a_password_is_refused_without_echoing_it() {
+        let err = store::open("postgres://zoomgate:s3cret@127.0.0.1/zoomgate", None)
+            .await
+            .err()
+            .expect("a password in the URL");
+        assert!(matches!(&err, StoreError::InvalidLocation(_)), "{err}");
+        assert!(err.to_string().contains("store_password_env"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     // === corrupt data ===

@@ -436,14 +436,18 @@ fn other_commands_read_bounded_input_too() {
     assert!(text(&output).contains("longer than"), "{}", text(&output));
 }
 
-/// The config the Kubernetes base ships is one the gateway takes, secrets aside (its
-/// `client_secret_file` exists only in a pod).
+/// The configs the Kubernetes manifests ship are ones the gateway takes, secrets aside (their
+/// files exist only in a pod).
 #[test]
-fn the_kubernetes_config_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/base/gateway.toml");
-    let config = Config::load_for_review(&path).expect("deploy/kubernetes/base/gateway.toml");
-    assert_eq!(config.listen_addr.to_string(), "0.0.0.0:50051");
-    assert_eq!(config.ops_listen_addr.to_string(), "0.0.0.0:9090");
-    // Below the Deployment's terminationGracePeriodSeconds (35).
-    assert!(config.shutdown_grace_period < Duration::from_secs(35));
+fn the_kubernetes_configs_are_valid() {
+    for file in ["base/gateway.toml", "overlays/replicas/gateway.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/kubernetes")
+            .join(file);
+        let config = Config::load_for_review(&path).expect(file);
+        assert_eq!(config.listen_addr.to_string(), "0.0.0.0:50051");
+        assert_eq!(config.ops_listen_addr.to_string(), "0.0.0.0:9090");
+        // Below the Deployment's terminationGracePeriodSeconds (35).
+        assert!(config.shutdown_grace_period < Duration::from_secs(35));
+    }
 }

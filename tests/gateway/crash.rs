@@ -71,7 +71,7 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
         }
     }
 
-    let store = zoomgate::store::open(&location).await.unwrap();
+    let store = zoomgate::store::open(&location, None).await.unwrap();
     let audit = create_records(store.as_ref()).await;
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() > 20, "too few creates to mean anything");

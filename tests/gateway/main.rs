@@ -20,6 +20,7 @@ mod logs;
 mod meetings;
 mod metrics;
 mod mtls;
+mod postgres;
 mod process;
 mod quota;
 mod reload;

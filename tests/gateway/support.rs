@@ -304,7 +304,9 @@ impl TestGateway {
         let mut gateway = TestGateway {
             addr: "127.0.0.1:0".parse().unwrap(),
             ops_addr: "127.0.0.1:0".parse().unwrap(),
-            store: zoomgate::store::open("sqlite::memory:").await.unwrap(),
+            store: zoomgate::store::open("sqlite::memory:", None)
+                .await
+                .unwrap(),
             store_location,
             zoom,
             toml,

@@ -43,7 +43,7 @@ fn assert_terminal_safe(what: &str, bytes: &[u8]) {
 async fn audit_prints_records_with_escapes_never_raw() {
     let dir = tempfile::tempdir().unwrap();
     let location = format!("sqlite:{}", dir.path().join("audit.db").display());
-    let store = zoomgate::store::open(&location).await.unwrap();
+    let store = zoomgate::store::open(&location, None).await.unwrap();
     store
         .append_audit(&AuditRecord {
             id: 0,
