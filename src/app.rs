@@ -92,6 +92,8 @@ pub struct App {
     accounts: LiveAccounts,
     rules: LiveRules,
     reloader: Option<Reloader>,
+    /// What other gateways on the same store change, when it is shared.
+    shared: Option<SharedState>,
 }
 
 impl App {
@@ -131,6 +133,12 @@ impl App {
         let overrides =
             Arc::new(load_overrides(recorder.store().as_ref(), &config.accounts).await?);
         let directory = Arc::new(Directory::from_entries(recorder.store().directory().await?));
+        let shared = recorder.store().changes().map(|changes| SharedState {
+            changes,
+            store: recorder.store().clone(),
+            overrides: overrides.clone(),
+            directory: directory.clone(),
+        });
         let rules: LiveRules = Arc::new(ArcSwap::from_pointee(config.routing.rules));
         let routing = UserRouting {
             overrides: overrides.clone(),
@@ -206,6 +214,7 @@ impl App {
             accounts,
             rules,
             reloader: None,
+            shared,
             tokens,
             recorder,
         })
@@ -315,6 +324,13 @@ impl App {
         let reload = self
             .reloader
             .map(|reloader| tokio::spawn(reloader.run(stopping.clone())));
+        let follow = self.shared.map(|shared| {
+            tokio::spawn(shared.follow(
+                self.meetings.clone(),
+                self.accounts.clone(),
+                stopping.clone(),
+            ))
+        });
         let checks = tokio::spawn({
             let (recorder, stopping) = (self.recorder.clone(), stopping.clone());
             async move {
@@ -380,7 +396,7 @@ impl App {
         }
         let _ = checks.await;
         let _ = purge.await;
-        for task in [sync, reload].into_iter().flatten() {
+        for task in [sync, reload, follow].into_iter().flatten() {
             let _ = task.await;
         }
         self.recorder.finish().await;
@@ -440,6 +456,85 @@ async fn sync_directory_every(
             conflicts = report.conflicts.len(),
             "directory synced"
         );
+    }
+}
+
+/// What this gateway caches of a store other gateways share, and the store's announcements of
+/// their changes to it.
+struct SharedState {
+    changes: tokio::sync::broadcast::Receiver<store::Change>,
+    store: Arc<dyn Store>,
+    overrides: Arc<RouteOverrides>,
+    directory: Arc<Directory>,
+}
+
+impl SharedState {
+    /// Applies every change the store announces to what this gateway caches, until `stopping`:
+    /// a route override is read again, a ledger entry forgotten, an account's directory read
+    /// again; after missed announcements, all of it.
+    async fn follow(
+        mut self,
+        meetings: Meetings,
+        accounts: LiveAccounts,
+        stopping: CancellationToken,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let change = tokio::select! {
+                change = self.changes.recv() => match change {
+                    Ok(change) => change,
+                    Err(RecvError::Lagged(_)) => store::Change::Resync,
+                    Err(RecvError::Closed) => return,
+                },
+                () = stopping.cancelled() => return,
+            };
+            if let Err(error) = self.apply(&change, &meetings, &accounts).await {
+                // The store is down: what it missed is read again once it announces a resync.
+                tracing::warn!(%error, ?change, "could not follow a change of the shared store");
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        change: &store::Change,
+        meetings: &Meetings,
+        accounts: &LiveAccounts,
+    ) -> Result<(), store::StoreError> {
+        match change {
+            store::Change::Route(email) => match self.store.route(email).await? {
+                Some(route) => self.overrides.set(route.email, route.account),
+                None => self.overrides.remove(email),
+            },
+            store::Change::Meeting(id) => meetings.forget_cached(Some(*id)),
+            store::Change::Directory(account) => {
+                let users: Vec<_> = self
+                    .store
+                    .directory()
+                    .await?
+                    .into_iter()
+                    .filter(|entry| &entry.account == account)
+                    .collect();
+                self.directory.replace_account(account, &users);
+            }
+            store::Change::Resync => {
+                meetings.forget_cached(None);
+                let routes = load_overrides(self.store.as_ref(), &accounts.load()).await?;
+                self.overrides.replace(routes.all());
+                let entries = self.store.directory().await?;
+                let mut listed = self.directory.accounts();
+                listed.extend(entries.iter().map(|entry| entry.account.clone()));
+                for account in listed {
+                    let users: Vec<_> = entries
+                        .iter()
+                        .filter(|entry| entry.account == account)
+                        .cloned()
+                        .collect();
+                    self.directory.replace_account(&account, &users);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

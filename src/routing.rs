@@ -67,6 +67,17 @@ impl RouteOverrides {
         self.by_email.remove(email);
     }
 
+    /// Holds exactly `routes` from now on (read again from the store).
+    pub fn replace(&self, routes: Vec<(String, AccountName)>) {
+        let keep: std::collections::HashSet<&str> =
+            routes.iter().map(|(email, _)| email.as_str()).collect();
+        self.by_email
+            .retain(|email, _| keep.contains(email.as_str()));
+        for (email, account) in routes {
+            self.by_email.insert(email, account);
+        }
+    }
+
     /// Every override, in email order.
     pub fn all(&self) -> Vec<(String, AccountName)> {
         let mut all: Vec<(String, AccountName)> = self

@@ -48,6 +48,10 @@ impl LedgerCache {
         self.entries.remove(&meeting_id);
     }
 
+    pub(super) fn clear(&self) {
+        self.entries.clear();
+    }
+
     /// Drops an eighth of the entries when full: which ones does not matter, since a miss costs
     /// one store read.
     fn make_room(&self) {

@@ -240,6 +240,15 @@ impl Meetings {
         self.ledger_entry(meeting_id).await
     }
 
+    /// Another gateway sharing the store changed `meeting_id`'s ledger entry (or, with `None`,
+    /// maybe any): the next request reads it from the store again.
+    pub fn forget_cached(&self, meeting_id: Option<i64>) {
+        match meeting_id {
+            Some(id) => self.inner.ledger.remove(id),
+            None => self.inner.ledger.clear(),
+        }
+    }
+
     /// The tracker of request tasks; shutdown closes it and waits for it.
     pub fn tasks(&self) -> TaskTracker {
         self.inner.tasks.clone()

@@ -165,4 +165,8 @@ impl Store for Metered {
     async fn close(&self) {
         self.inner.close().await;
     }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<super::Change>> {
+        self.inner.changes()
+    }
 }

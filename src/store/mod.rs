@@ -128,6 +128,12 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until every connection is closed, so a restart finds a clean database. Used at shutdown;
     /// the store must not be used afterwards. Stores without connections have nothing to do.
     async fn close(&self) {}
+
+    /// What other gateways sharing this store changed of what each gateway caches, as they
+    /// commit it; `None` for a store only this process uses.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 }
 
 /// Which gateway account owns a Zoom meeting, and who created it through the gateway.
@@ -206,6 +212,21 @@ pub enum CreateEnd {
     Unknown,
     /// Zoom created nothing: the id is free again.
     Failed,
+}
+
+/// A change to what gateways cache of a shared store, announced to every gateway using it
+/// (the one that made it too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The route override of a user (a lowercased email) was put or deleted.
+    Route(String),
+    /// A meeting's ledger entry was written or removed.
+    Meeting(i64),
+    /// A directory sync replaced what the directory holds of an account.
+    Directory(AccountName),
+    /// Announcements may have been missed (the connection to the store was lost): read again
+    /// everything that is cached.
+    Resync,
 }
 
 /// One host user's day, as the per-user daily cap counts it.

@@ -5,6 +5,11 @@
 //! advisory lock, so replicas that start together migrate once. Every statement that must not
 //! race (a user's daily count, a create's claim) is one statement or one transaction, so the
 //! replicas agree without any lock of the gateway's own.
+//!
+//! What gateways cache (route overrides, ledger entries, the directory) is announced with
+//! `pg_notify` in the transaction that changes it, so every gateway on the database hears of it
+//! as it commits ([`Store::changes`]); after a lost connection they are told to read everything
+//! again.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,14 +18,16 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::rows::{
     audit_from_row, audit_query, directory_from_row, earlier_claim, meeting_from_row, query_error,
     route_from_row,
 };
 use super::{
-    AuditFilter, AuditRecord, Claim, Completion, CreateEnd, CreateRequest, DirectoryEntry,
+    AuditFilter, AuditRecord, Change, Claim, Completion, CreateEnd, CreateRequest, DirectoryEntry,
     LedgerChange, MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError, UserDay,
 };
 use crate::accounts::AccountName;
@@ -30,11 +37,21 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// How long a request waits for a free pooled connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 16;
-
+/// How long the listener waits before connecting again after it lost the database.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+/// Announcements a slow gateway may fall behind by before it is told to read everything again.
+const CHANGES_BUFFER: usize = 1024;
+/// PostgreSQL's longest identifier, which a channel name is.
+const MAX_CHANNEL_BYTES: usize = 63;
 /// The PostgreSQL store: a connection pool over one database (and schema).
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The notification channel of this database and schema.
+    channel: String,
+    changes: broadcast::Sender<Change>,
+    /// Stops the listener task at close.
+    listening: CancellationToken,
 }
 
 impl PostgresStore {
@@ -63,14 +80,118 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(StoreError::MigrateDatabase)?;
-        Ok(Self { pool })
+        // Channels are per database: the schema in the name keeps stores of other schemas apart.
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await
+            .map_err(query_error("connect"))?;
+        let mut channel = format!("zoomgate_{schema}");
+        while channel.len() > MAX_CHANNEL_BYTES {
+            channel.pop();
+        }
+        let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+        let listening = CancellationToken::new();
+        tokio::spawn(listen(
+            pool.clone(),
+            channel.clone(),
+            changes.clone(),
+            listening.clone(),
+        ));
+        Ok(Self {
+            pool,
+            channel,
+            changes,
+            listening,
+        })
     }
+
+    /// Announces `change` when the transaction `executor` belongs to commits.
+    async fn announce<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        change: &Change,
+    ) -> Result<(), StoreError> {
+        let payload = match change {
+            Change::Route(email) => format!("route:{email}"),
+            Change::Meeting(id) => format!("meeting:{id}"),
+            Change::Directory(account) => format!("directory:{account}"),
+            Change::Resync => "resync".to_owned(),
+        };
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(payload)
+            .execute(executor)
+            .await
+            .map_err(query_error("announce"))
+            .map(drop)
+    }
+}
+
+/// Hears the announcements of every gateway on the database and passes them on, until `stop`.
+/// After a lost connection it connects again and tells its listeners to read everything anew,
+/// since announcements made meanwhile are gone.
+async fn listen(
+    pool: PgPool,
+    channel: String,
+    changes: broadcast::Sender<Change>,
+    stop: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            if !std::mem::take(&mut first) {
+                let _ = changes.send(Change::Resync);
+            }
+            // `None`: the connection was lost.
+            while let Some(notification) = listener.try_recv().await? {
+                match parse_change(notification.payload()) {
+                    Some(change) => {
+                        let _ = changes.send(change);
+                    }
+                    None => tracing::warn!("an unreadable store announcement; ignored"),
+                }
+            }
+            Ok::<_, sqlx::Error>(())
+        };
+        let lost = tokio::select! {
+            lost = listening => lost,
+            () = stop.cancelled() => return,
+        };
+        if let Err(error) = lost {
+            tracing::warn!(%error, "lost the store's announcements; listening again");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RELISTEN_AFTER) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+fn parse_change(payload: &str) -> Option<Change> {
+    let (kind, key) = payload.split_once(':').unwrap_or((payload, ""));
+    Some(match kind {
+        "route" => Change::Route(key.to_owned()),
+        "meeting" => Change::Meeting(key.parse().ok()?),
+        "directory" => Change::Directory(AccountName::parse(key).ok()?),
+        "resync" => Change::Resync,
+        _ => return None,
+    })
 }
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError> {
-        upsert_meeting(&self.pool, meeting).await
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("record_meeting"))?;
+        upsert_meeting(&mut *tx, meeting).await?;
+        self.announce(&mut *tx, &Change::Meeting(meeting.meeting_id))
+            .await?;
+        tx.commit().await.map_err(query_error("record_meeting"))
     }
 
     async fn meeting(&self, meeting_id: i64) -> Result<Option<MeetingRecord>, StoreError> {
@@ -86,7 +207,15 @@ impl Store for PostgresStore {
     }
 
     async fn forget_meeting(&self, meeting_id: i64) -> Result<(), StoreError> {
-        delete_meeting(&self.pool, meeting_id).await
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("forget_meeting"))?;
+        delete_meeting(&mut *tx, meeting_id).await?;
+        self.announce(&mut *tx, &Change::Meeting(meeting_id))
+            .await?;
+        tx.commit().await.map_err(query_error("forget_meeting"))
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
@@ -128,8 +257,16 @@ impl Store for PostgresStore {
         }
         match &completion.ledger {
             LedgerChange::None => {}
-            LedgerChange::Record(meeting) => upsert_meeting(&mut *tx, meeting).await?,
-            LedgerChange::Forget(meeting_id) => delete_meeting(&mut *tx, *meeting_id).await?,
+            LedgerChange::Record(meeting) => {
+                upsert_meeting(&mut *tx, meeting).await?;
+                self.announce(&mut *tx, &Change::Meeting(meeting.meeting_id))
+                    .await?;
+            }
+            LedgerChange::Forget(meeting_id) => {
+                delete_meeting(&mut *tx, *meeting_id).await?;
+                self.announce(&mut *tx, &Change::Meeting(*meeting_id))
+                    .await?;
+            }
         }
         tx.commit().await.map_err(query_error("complete_change"))
     }
@@ -211,6 +348,8 @@ impl Store for PostgresStore {
             }
         }
         insert_audit(&mut *tx, audit, audit.outcome).await?;
+        self.announce(&mut *tx, &Change::Route(email.clone()))
+            .await?;
         tx.commit().await.map_err(query_error("change_route"))?;
         Ok(before)
     }
@@ -274,6 +413,8 @@ impl Store for PostgresStore {
             .await
             .map_err(query_error("replace_directory"))?;
         }
+        self.announce(&mut *tx, &Change::Directory(account.clone()))
+            .await?;
         tx.commit().await.map_err(query_error("replace_directory"))
     }
 
@@ -432,7 +573,12 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        self.listening.cancel();
         self.pool.close().await;
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
     }
 }
 
@@ -606,5 +752,50 @@ pub(crate) mod tests {
             store.check_writable().await.expect("and writes");
             store.close().await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_made_through_one_store_are_announced_to_every_store_on_the_schema() {
+        use crate::store::contract::{account, meeting};
+        let Some(guard) = scratch_schema().await else {
+            return;
+        };
+        let url = test_url();
+        let connect = || PostgresStore::connect(&url, None, Some(&guard.schema));
+        let (one, other) = (connect().await.unwrap(), connect().await.unwrap());
+        let mut heard = other.changes().expect("a shared store announces");
+        let next = async |heard: &mut broadcast::Receiver<Change>| {
+            tokio::time::timeout(Duration::from_secs(1), heard.recv())
+                .await
+                .expect("announced within a second")
+                .expect("a change")
+        };
+
+        one.record_meeting(&meeting(7, "sales", "bot"))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut heard).await, Change::Meeting(7));
+        one.forget_meeting(7).await.unwrap();
+        assert_eq!(next(&mut heard).await, Change::Meeting(7));
+        let route = RouteRecord {
+            email: "erin@partner.test".into(),
+            account: account("support"),
+            set_by: "platform".into(),
+            set_at: Utc::now(),
+            forced: true,
+        };
+        let audit =
+            crate::store::contract::event(0, "platform", "admin.put_route", Outcome::Allowed);
+        one.change_route(&RouteChange::Put(route), &audit)
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut heard).await,
+            Change::Route("erin@partner.test".into())
+        );
+        one.replace_directory(&account("sales"), &[]).await.unwrap();
+        assert_eq!(next(&mut heard).await, Change::Directory(account("sales")));
+        one.close().await;
+        other.close().await;
     }
 }

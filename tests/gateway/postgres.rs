@@ -121,3 +121,86 @@ async fn a_gateway_on_postgres_records_what_it_acknowledges_and_keeps_it_across_
     gateway.stop().await;
     schema.drop_it().await;
 }
+
+/// A gateway on the schema, one of several replicas (each with an emulator of its own, which
+/// a route override does not ask).
+async fn replica(store: &str) -> TestGateway {
+    let store = store.to_owned();
+    TestGateway::spawn_with(move |toml| {
+        let start = toml.find("store = \"").unwrap();
+        let end = start + toml[start..].find('\n').unwrap();
+        toml.replace_range(start..end, &format!("store = \"{store}\""));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_changed_through_one_replica_is_followed_by_the_others_within_a_second() {
+    use zoomgate::proto::explanation::Source;
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let store = schema.store();
+    let replicas = [
+        replica(&store).await,
+        replica(&store).await,
+        replica(&store).await,
+    ];
+    let explain = async |gateway: &TestGateway| {
+        gateway
+            .admin(PLATFORM_KEY)
+            .await
+            .explain(zoomgate::proto::ExplainRequest {
+                caller: "admin".into(),
+                target: Some(zoomgate::proto::explain_request::Target::UserEmail(
+                    "frank@partner.test".into(),
+                )),
+                operation: zoomgate::proto::Operation::Read.into(),
+                probe: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let seen_by_all = async |source: Source| {
+        let started = std::time::Instant::now();
+        for gateway in &replicas[1..] {
+            while explain(gateway).await.source() != source {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(1),
+                    "a replica still routes by its old view after 1 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        started.elapsed()
+    };
+    assert_eq!(explain(&replicas[1]).await.source(), Source::ProbeNeeded);
+
+    let mut platform = replicas[0].admin(PLATFORM_KEY).await;
+    platform
+        .put_route(zoomgate::proto::PutRouteRequest {
+            user_email: "frank@partner.test".into(),
+            account: "acme-support".into(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    let put = seen_by_all(Source::Override).await;
+    assert_eq!(explain(&replicas[2]).await.account, "acme-support");
+    platform
+        .delete_route(zoomgate::proto::DeleteRouteRequest {
+            user_email: "frank@partner.test".into(),
+        })
+        .await
+        .unwrap();
+    let deleted = seen_by_all(Source::ProbeNeeded).await;
+    let _ = writeln!(
+        std::io::stderr(),
+        "route put seen by every replica after {put:?}, its deletion after {deleted:?}"
+    );
+    for gateway in replicas {
+        gateway.stop().await;
+    }
+    schema.drop_it().await;
+}
