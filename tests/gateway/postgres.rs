@@ -204,3 +204,138 @@ async fn a_route_changed_through_one_replica_is_followed_by_the_others_within_a_
     }
     schema.drop_it().await;
 }
+
+/// A second gateway beside `gateway`, as another replica: the same config (so the same
+/// emulator and database), listeners of its own.
+struct Beside {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Beside {
+    async fn start(gateway: &TestGateway) -> Beside {
+        let app = gateway.build().await.expect("a replica builds");
+        let addr = app.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the replica runs");
+        });
+        Beside { addr, stop, server }
+    }
+
+    async fn admin(&self) -> Admin {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let key = format!("Bearer {PLATFORM_KEY}").parse().unwrap();
+        zoomgate::proto::admin_client::AdminClient::with_interceptor(
+            channel,
+            ApiKey::new(Some(key)),
+        )
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_used_on_one_replica_is_honoured_on_another() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let gateway = replica(&schema.store()).await;
+    let other = Beside::start(&gateway).await;
+    let create = || zoomgate::proto::CreateMeetingRequest {
+        request_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+        ..create_for("alice@sales.acme.test", "once across replicas")
+    };
+    let first = gateway
+        .client(SALES_KEY)
+        .await
+        .create_meeting(create())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = client_at(other.addr, SALES_KEY)
+        .await
+        .create_meeting(create())
+        .await
+        .expect("the other replica answers with the first create")
+        .into_inner();
+    assert_eq!(again.id, first.id);
+    assert_eq!(
+        gateway.zoom.meetings(SALES_ZOOM_ID).len(),
+        1,
+        "one meeting in Zoom"
+    );
+    other.stop().await;
+    gateway.stop().await;
+    schema.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_deleted_through_one_replica_leaves_the_others_ledger_within_a_second() {
+    use zoomgate::proto::explanation::Source;
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let gateway = replica(&schema.store()).await;
+    let other = Beside::start(&gateway).await;
+    let meeting = gateway
+        .client(ADMIN_KEY)
+        .await
+        .create_meeting(create_for("alice@sales.acme.test", "deleted elsewhere"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut admin = other.admin().await;
+    let mut source = async || {
+        admin
+            .explain(zoomgate::proto::ExplainRequest {
+                caller: "admin".into(),
+                target: Some(zoomgate::proto::explain_request::Target::MeetingId(
+                    meeting.id,
+                )),
+                operation: zoomgate::proto::Operation::Read.into(),
+                probe: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .source()
+    };
+    // The other replica has the entry in its ledger cache now.
+    assert_eq!(source().await, Source::Ledger);
+
+    gateway
+        .client(ADMIN_KEY)
+        .await
+        .delete_meeting(delete(meeting.id))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while source().await == Source::Ledger {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "the other replica still holds the deleted meeting's ledger entry after 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "the deletion left the other replica's ledger after {:?}",
+        started.elapsed()
+    );
+    other.stop().await;
+    gateway.stop().await;
+    schema.drop_it().await;
+}
