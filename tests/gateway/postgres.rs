@@ -339,3 +339,131 @@ async fn a_meeting_deleted_through_one_replica_leaves_the_others_ledger_within_a
     gateway.stop().await;
     schema.drop_it().await;
 }
+
+/// A TCP proxy in front of PostgreSQL that can go down the way a restarting server does: every
+/// open connection cut, new ones refused, until it is repaired.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let (down, connections) = (down.clone(), connections.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if down.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is refused
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(task.abort_handle());
+                }
+            }
+        });
+        Proxy {
+            addr,
+            down,
+            connections,
+            accept,
+        }
+    }
+
+    fn go_down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn come_back(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_down_gives_unavailable_and_the_gateway_recovers_without_a_restart() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let server: url_parts::Server = url_parts::of(&server_url());
+    let proxy = Proxy::start(server.addr).await;
+    let store = format!(
+        "postgres://{}@{}/{}?options=-c%20search_path%3D{}",
+        server.user, proxy.addr, server.database, schema.name
+    );
+    let gateway = replica(&store).await;
+    let mut client = gateway.client(ADMIN_KEY).await;
+    client
+        .create_meeting(create_for("alice@sales.acme.test", "before the outage"))
+        .await
+        .expect("a create while PostgreSQL is up");
+
+    proxy.go_down();
+    let refused = client
+        .create_meeting(create_for("alice@sales.acme.test", "during the outage"))
+        .await
+        .expect_err("no create is acknowledged without its records");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        gateway
+            .health_becomes(
+                ServingStatus::NotServing,
+                std::time::Duration::from_secs(15)
+            )
+            .await,
+        "not ready while the database is down"
+    );
+    assert_eq!(gateway.readyz().await, 503);
+
+    proxy.come_back();
+    assert!(
+        gateway
+            .health_becomes(ServingStatus::Serving, std::time::Duration::from_secs(15))
+            .await,
+        "ready again without a restart"
+    );
+    let after = client
+        .create_meeting(create_for("alice@sales.acme.test", "after the outage"))
+        .await
+        .expect("creates work again")
+        .into_inner();
+    assert!(gateway.store.meeting(after.id).await.unwrap().is_some());
+    gateway.stop().await;
+    proxy.accept.abort();
+    schema.drop_it().await;
+}
+
+/// The parts of the test server's URL a proxy in front of it needs.
+mod url_parts {
+    pub struct Server {
+        pub addr: std::net::SocketAddr,
+        pub user: String,
+        pub database: String,
+    }
+
+    pub fn of(url: &str) -> Server {
+        let url = reqwest::Url::parse(url).expect("a PostgreSQL URL");
+        let host = url.host_str().expect("a host");
+        let port = url.port().unwrap_or(5432);
+        Server {
+            addr: format!("{host}:{port}")
+                .parse()
+                .expect("an IP address and port"),
+            user: url.username().to_owned(),
+            database: url.path().trim_start_matches('/').to_owned(),
+        }
+    }
+}
