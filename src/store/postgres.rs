@@ -105,6 +105,13 @@ impl PostgresStore {
         })
     }
 
+    async fn begin(
+        &self,
+        operation: &'static str,
+    ) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(query_error(operation))
+    }
+
     /// Announces `change` when the transaction `executor` belongs to commits.
     async fn announce<'e>(
         &self,
@@ -183,11 +190,7 @@ fn parse_change(payload: &str) -> Option<Change> {
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn record_meeting(&self, meeting: &MeetingRecord) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("record_meeting"))?;
+        let mut tx = self.begin("record_meeting").await?;
         upsert_meeting(&mut *tx, meeting).await?;
         self.announce(&mut *tx, &Change::Meeting(meeting.meeting_id))
             .await?;
@@ -207,11 +210,7 @@ impl Store for PostgresStore {
     }
 
     async fn forget_meeting(&self, meeting_id: i64) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("forget_meeting"))?;
+        let mut tx = self.begin("forget_meeting").await?;
         delete_meeting(&mut *tx, meeting_id).await?;
         self.announce(&mut *tx, &Change::Meeting(meeting_id))
             .await?;
@@ -230,11 +229,7 @@ impl Store for PostgresStore {
 
     async fn complete_change(&self, completion: &Completion) -> Result<(), StoreError> {
         let record = &completion.record;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("complete_change"))?;
+        let mut tx = self.begin("complete_change").await?;
         // Matched on what the intent said, not on its id alone, as in the SQLite store.
         let updated = sqlx::query(
             "UPDATE audit SET account = $1, zoom_user = $2, meeting_id = $3, outcome = $4, \
@@ -306,11 +301,7 @@ impl Store for PostgresStore {
             RouteChange::Put(route) => &route.email,
             RouteChange::Delete(email) => email,
         };
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("change_route"))?;
+        let mut tx = self.begin("change_route").await?;
         // Locks the route (if there is one) until the change commits: two admins changing the
         // same route through two replicas each see the other's result as "before".
         let before = sqlx::query(
@@ -388,11 +379,7 @@ impl Store for PostgresStore {
         account: &AccountName,
         users: &[DirectoryEntry],
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("replace_directory"))?;
+        let mut tx = self.begin("replace_directory").await?;
         sqlx::query("DELETE FROM directory WHERE account = $1")
             .bind(account.as_str())
             .execute(&mut *tx)
@@ -435,11 +422,7 @@ impl Store for PostgresStore {
         expired_before: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_error("claim_create"))?;
+        let mut tx = self.begin("claim_create").await?;
         // A second claim of the same id waits on the first one's row, then finds it.
         let claimed = sqlx::query(
             "INSERT INTO create_requests \
