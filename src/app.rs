@@ -521,17 +521,7 @@ impl SharedState {
                 meetings.forget_cached(None);
                 let routes = load_overrides(self.store.as_ref(), &accounts.load()).await?;
                 self.overrides.replace(routes.all());
-                let entries = self.store.directory().await?;
-                let mut listed = self.directory.accounts();
-                listed.extend(entries.iter().map(|entry| entry.account.clone()));
-                for account in listed {
-                    let users: Vec<_> = entries
-                        .iter()
-                        .filter(|entry| entry.account == account)
-                        .cloned()
-                        .collect();
-                    self.directory.replace_account(&account, &users);
-                }
+                self.directory.replace_all(self.store.directory().await?);
             }
         }
         Ok(())

@@ -48,6 +48,16 @@ impl Directory {
         })
     }
 
+    /// Holds exactly `entries` from now on (the store's directory, read again).
+    pub fn replace_all(&self, entries: impl IntoIterator<Item = DirectoryEntry>) {
+        let fresh = Self::from_entries(entries);
+        self.by_email
+            .retain(|email, _| fresh.by_email.contains_key(email));
+        for (email, accounts) in fresh.by_email {
+            self.by_email.insert(email, accounts);
+        }
+    }
+
     /// Replaces what `account` lists with `users`, after a sync read them.
     pub fn replace_account(&self, account: &AccountName, users: &[DirectoryEntry]) {
         self.by_email.retain(|_, accounts| {

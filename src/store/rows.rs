@@ -9,6 +9,45 @@ use super::{
     RouteRecord, StoreError,
 };
 
+/// What the decoders read of a row: the column types the store's tables hold, in any backend
+/// (timestamps are unix milliseconds, so integers).
+pub(super) trait Columns {
+    fn text(&self, name: &str) -> Result<String, sqlx::Error>;
+    fn maybe_text(&self, name: &str) -> Result<Option<String>, sqlx::Error>;
+    fn number(&self, name: &str) -> Result<i64, sqlx::Error>;
+    fn maybe_number(&self, name: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn flag(&self, name: &str) -> Result<bool, sqlx::Error>;
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, name: &str) -> Result<String, sqlx::Error> {
+        self.try_get(name)
+    }
+
+    fn maybe_text(&self, name: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(name)
+    }
+
+    fn number(&self, name: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(name)
+    }
+
+    fn maybe_number(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(name)
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, sqlx::Error> {
+        self.try_get(name)
+    }
+}
+
 const AUDIT_COLUMNS: &str =
     "id, at, caller, operation, account, zoom_user, meeting_id, outcome, detail";
 
@@ -92,27 +131,20 @@ impl Conditions {
 use crate::accounts::AccountName;
 
 /// What an earlier claim of the same request id left, as [`Store::claim_create`] reports it.
-pub(super) fn earlier_claim<R>(
-    row: &R,
+pub(super) fn earlier_claim(
+    row: &impl Columns,
     request: &CreateRequest,
     stale_before: DateTime<Utc>,
-) -> Result<Claim, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let body: String = row
-        .try_get("body_sha256")
+) -> Result<Claim, StoreError> {
+    let body = row
+        .text("body_sha256")
         .map_err(query_error("claim_create"))?;
     if body != request.body_sha256 {
         return Ok(Claim::OtherBody);
     }
-    let state: String = row.try_get("state").map_err(query_error("claim_create"))?;
+    let state = row.text("state").map_err(query_error("claim_create"))?;
     let since = from_millis(
-        row.try_get("created_at")
+        row.number("created_at")
             .map_err(query_error("claim_create"))?,
         || "create_requests.created_at".into(),
     )?;
@@ -120,11 +152,11 @@ where
         "running" if since >= stale_before => Claim::Running { since },
         "running" | "unknown" => Claim::Unknown { since },
         "done" => {
-            let account: Option<String> = row
-                .try_get("account")
+            let account = row
+                .maybe_text("account")
                 .map_err(query_error("claim_create"))?;
-            let meeting_id: Option<i64> = row
-                .try_get("meeting_id")
+            let meeting_id = row
+                .maybe_number("meeting_id")
                 .map_err(query_error("claim_create"))?;
             match (account.as_deref().map(AccountName::parse), meeting_id) {
                 (Some(Ok(account)), Some(meeting_id)) => Claim::Done {
@@ -146,20 +178,13 @@ where
     })
 }
 
-pub(super) fn directory_from_row<R>(row: &R) -> Result<DirectoryEntry, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn directory_from_row(row: &impl Columns) -> Result<DirectoryEntry, StoreError> {
     let read = || -> Result<_, sqlx::Error> {
         Ok((
-            row.try_get::<String, _>("email")?,
-            row.try_get::<String, _>("account")?,
-            row.try_get::<String, _>("user_id")?,
-            row.try_get::<i64, _>("synced_at")?,
+            row.text("email")?,
+            row.text("account")?,
+            row.text("user_id")?,
+            row.number("synced_at")?,
         ))
     };
     let (email, account, user_id, synced_at) = read().map_err(query_error("directory"))?;
@@ -173,21 +198,14 @@ where
     })
 }
 
-pub(super) fn route_from_row<R>(row: &R) -> Result<RouteRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn route_from_row(row: &impl Columns) -> Result<RouteRecord, StoreError> {
     let read = || -> Result<_, sqlx::Error> {
         Ok((
-            row.try_get::<String, _>("email")?,
-            row.try_get::<String, _>("account")?,
-            row.try_get::<String, _>("set_by")?,
-            row.try_get::<i64, _>("set_at")?,
-            row.try_get::<bool, _>("forced")?,
+            row.text("email")?,
+            row.text("account")?,
+            row.text("set_by")?,
+            row.number("set_at")?,
+            row.flag("forced")?,
         ))
     };
     let (email, account, set_by, set_at, forced) = read().map_err(query_error("route"))?;
@@ -207,22 +225,15 @@ pub(super) fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -
     move |source| StoreError::Query { operation, source }
 }
 
-pub(super) fn meeting_from_row<R>(row: &R) -> Result<MeetingRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn meeting_from_row(row: &impl Columns) -> Result<MeetingRecord, StoreError> {
     let read = || -> Result<_, sqlx::Error> {
         Ok((
-            row.try_get::<i64, _>("meeting_id")?,
-            row.try_get::<String, _>("account")?,
-            row.try_get::<String, _>("host_id")?,
-            row.try_get::<String, _>("host_email")?,
-            row.try_get::<String, _>("created_by")?,
-            row.try_get::<i64, _>("created_at")?,
+            row.number("meeting_id")?,
+            row.text("account")?,
+            row.text("host_id")?,
+            row.text("host_email")?,
+            row.text("created_by")?,
+            row.number("created_at")?,
         ))
     };
     let (meeting_id, account, host_id, host_email, created_by, created_at) =
@@ -241,25 +252,18 @@ where
     })
 }
 
-pub(super) fn audit_from_row<R>(row: &R) -> Result<AuditRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn audit_from_row(row: &impl Columns) -> Result<AuditRecord, StoreError> {
     let read = || -> Result<_, sqlx::Error> {
         Ok((
-            row.try_get::<i64, _>("id")?,
-            row.try_get::<i64, _>("at")?,
-            row.try_get::<String, _>("caller")?,
-            row.try_get::<String, _>("operation")?,
-            row.try_get::<Option<String>, _>("account")?,
-            row.try_get::<Option<String>, _>("zoom_user")?,
-            row.try_get::<Option<i64>, _>("meeting_id")?,
-            row.try_get::<String, _>("outcome")?,
-            row.try_get::<Option<String>, _>("detail")?,
+            row.number("id")?,
+            row.number("at")?,
+            row.text("caller")?,
+            row.text("operation")?,
+            row.maybe_text("account")?,
+            row.maybe_text("zoom_user")?,
+            row.maybe_number("meeting_id")?,
+            row.text("outcome")?,
+            row.maybe_text("detail")?,
         ))
     };
     let (id, at, caller, operation, account, user, meeting_id, outcome, detail) =

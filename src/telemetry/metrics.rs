@@ -19,9 +19,6 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::admin::AccountView;
 use crate::quota::CircuitState;
 
-/// The label of an account a request never reached (refused before routing, or not found).
-pub const NO_ACCOUNT: &str = "";
-
 /// The content type of [`Metrics::encode`]'s text.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The content type of [`classic_text`]'s.
@@ -122,6 +119,8 @@ pub struct Metrics {
     store_errors: Family<StoreLabels, Counter>,
     store_duration: Histograms<StoreLabels>,
     reloads: Family<ReloadLabels, Counter>,
+    /// Held while the per-account gauges are set and encoded.
+    scraping: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -267,6 +266,7 @@ impl Metrics {
             store_errors,
             store_duration,
             reloads,
+            scraping: std::sync::Mutex::default(),
         }
     }
 
@@ -342,8 +342,8 @@ impl Metrics {
             .observe(waited.as_secs_f64());
     }
 
-    /// A call was refused before it went out; `reason` is the error's reason
-    /// (`ZOOM_BUDGET_EXHAUSTED`, `USER_DAILY_CAP_REACHED`, `CIRCUIT_OPEN`...).
+    /// A call was refused before it went out; `reason` is one of `per_second`, `daily`,
+    /// `draining` (see `Refusal::reason`), `user_daily` and `circuit_open`.
     pub fn quota_refused(&self, account: &str, category: &'static str, reason: &'static str) {
         self.quota_refusals
             .get_or_create(&RefusalLabels {
@@ -371,6 +371,11 @@ impl Metrics {
 
     /// The text Prometheus scrapes, with the gauges of `accounts` as they stand now.
     pub fn encode(&self, accounts: &[AccountView]) -> String {
+        // Two scrapes at once would clear and set the same gauges in between each other.
+        let _scrape = self
+            .scraping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.set_accounts(accounts);
         let mut text = String::new();
         // Writing into a `String` cannot fail.

@@ -453,27 +453,11 @@ async fn a_volume_that_goes_away_and_comes_back() {
 
 /// Every gRPC health service and `/readyz` say the same; liveness stays up throughout.
 async fn readiness(gateway: &TestGateway) -> (Vec<ServingStatus>, u16, ServingStatus) {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gateway.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let mut check = async |service: &str| {
-        health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status()
-    };
     let mut services = Vec::new();
     for service in ["", "zoomgate.v1.Meetings", "zoomgate.v1.Admin"] {
-        services.push(check(service).await);
+        services.push(gateway.health_of(service).await);
     }
-    let liveness = check("liveness").await;
+    let liveness = gateway.health_of("liveness").await;
     (services, gateway.readyz().await, liveness)
 }
 

@@ -376,6 +376,14 @@ impl TestGateway {
 
     /// The health status the gateway reports for the Meetings service.
     pub async fn health(&self) -> tonic_health::pb::health_check_response::ServingStatus {
+        self.health_of("zoomgate.v1.Meetings").await
+    }
+
+    /// The health status the gateway reports for `service`.
+    pub async fn health_of(
+        &self,
+        service: &str,
+    ) -> tonic_health::pb::health_check_response::ServingStatus {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect()
@@ -383,7 +391,7 @@ impl TestGateway {
             .expect("gateway accepts connections");
         tonic_health::pb::health_client::HealthClient::new(channel)
             .check(tonic_health::pb::HealthCheckRequest {
-                service: "zoomgate.v1.Meetings".into(),
+                service: service.into(),
             })
             .await
             .expect("health answers")
