@@ -436,6 +436,10 @@ fn refused(account: &Account, category: RateCategory, refusal: Refusal) -> Error
             retry_after,
         },
         Refusal::Draining => Error::ShuttingDown,
+        Refusal::Unavailable => Error::StoreUnavailable(format!(
+            "reserving a place in the shared zoom budget of account {}",
+            account.name
+        )),
     }
 }
 

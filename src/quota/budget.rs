@@ -6,6 +6,10 @@
 //! whoever waits, and a caller that floods only lengthens its own queue. A call is refused as
 //! soon as it is clear it could not start before its latest start, and a refused call spends
 //! nothing.
+//!
+//! On a shared store the pace itself is the database's ([`SharedBudget`]): the fair queue still
+//! orders this gateway's calls, and one place at a time is reserved for whichever call is first
+//! in it when the place comes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -13,6 +17,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+use crate::accounts::AccountName;
+use crate::store::{SharedBudget, Slot, SlotAsk};
+use crate::zoom::RateCategory;
 
 /// Fixed-point unit of virtual time: a call of a caller of weight `w` costs `SCALE / w`.
 const SCALE: u64 = 1_000_000;
@@ -29,15 +37,18 @@ pub enum Refusal {
     Exhausted { retry_after: Duration, daily: bool },
     /// The gateway is shutting down and the call could not start within the grace period.
     Draining,
+    /// The shared budget's store does not answer: no call may go without its place.
+    Unavailable,
 }
 
 impl Refusal {
-    /// A metric label: `per_second`, `daily` or `draining`.
+    /// A metric label: `per_second`, `daily`, `draining` or `unavailable`.
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::Exhausted { daily: false, .. } => "per_second",
             Refusal::Exhausted { daily: true, .. } => "daily",
             Refusal::Draining => "draining",
+            Refusal::Unavailable => "unavailable",
         }
     }
 }
@@ -64,6 +75,15 @@ pub struct ZoomDay {
 
 pub(super) struct Budget {
     state: Mutex<State>,
+    /// Where the pace is kept when every gateway on the store spends this budget together.
+    shared: Option<Shared>,
+}
+
+/// A budget's place in the store's shared budgets.
+pub(super) struct Shared {
+    pub engine: Arc<dyn SharedBudget>,
+    pub account: AccountName,
+    pub category: RateCategory,
 }
 
 struct State {
@@ -78,6 +98,14 @@ struct State {
     daily: (i64, u64),
     /// Shutting down: calls that could not start by then are refused.
     drain_by: Option<Instant>,
+    /// The daily cap and day of the latest ask, for the places reserved in the shared budget.
+    daily_cap: Option<u64>,
+    today: ZoomDay,
+    /// Shared: how far apart this gateway's places came lately while calls waited (the other
+    /// gateways take the places between), to tell a call at once when it cannot go in time.
+    place_gap: Duration,
+    /// Shared: when this gateway's latest place came.
+    last_place: Option<Instant>,
     queue: FairQueue,
     /// A task is granting places to the queue.
     dispatching: bool,
@@ -89,10 +117,22 @@ struct Waiter {
     reply: oneshot::Sender<Grant>,
     /// Whether it counted against the daily cap, to give back if it never goes.
     counted_daily: bool,
+    /// The call must be sent by then, or not at all.
+    latest_start: Instant,
+}
+
+impl Shared {
+    fn parts(&self) -> (Arc<dyn SharedBudget>, AccountName, &'static str) {
+        (
+            Arc::clone(&self.engine),
+            self.account.clone(),
+            self.category.as_str(),
+        )
+    }
 }
 
 impl Budget {
-    pub(super) fn new(interval: Duration) -> Arc<Self> {
+    pub(super) fn new(interval: Duration, shared: Option<Shared>) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Self {
             state: Mutex::new(State {
@@ -102,9 +142,17 @@ impl Budget {
                 paused_until: now,
                 daily: (0, 0),
                 drain_by: None,
+                daily_cap: None,
+                today: ZoomDay {
+                    number: 0,
+                    left: Duration::ZERO,
+                },
+                place_gap: Duration::ZERO,
+                last_place: None,
                 queue: FairQueue::default(),
                 dispatching: false,
             }),
+            shared,
         })
     }
 
@@ -114,10 +162,18 @@ impl Budget {
             let mut state = self.lock();
             let now = Instant::now();
             state.interval = ask.interval.max(state.zoom_interval);
-            let counted_daily = state.count_daily(&ask)?;
+            state.daily_cap = ask.daily_cap;
+            state.today = ask.today;
+            // A shared budget counts the day in the store, as it reserves the call's place.
+            let counted_daily = if self.shared.is_some() {
+                state.check_daily(&ask)?;
+                false
+            } else {
+                state.count_daily(&ask)?
+            };
             let start_tag = state.queue.start_tag(ask.caller);
             let ahead = state.queue.ahead_of(start_tag);
-            let start = state.next_start(now) + state.interval * ahead as u32;
+            let start = state.next_start(now) + state.spacing() * ahead as u32;
             let latest = state
                 .drain_by
                 .map_or(ask.latest_start, |by| by.min(ask.latest_start));
@@ -135,7 +191,7 @@ impl Budget {
                 });
             }
             state.queue.charge(ask.caller, ask.weight, start_tag);
-            if ahead == 0 && start <= now {
+            if self.shared.is_none() && ahead == 0 && start <= now {
                 state.queue.virtual_time = start_tag;
                 state.next_send = now + state.interval;
                 return Ok(());
@@ -146,11 +202,16 @@ impl Budget {
                 Waiter {
                     reply,
                     counted_daily,
+                    latest_start: ask.latest_start,
                 },
             );
             if !state.dispatching {
                 state.dispatching = true;
-                tokio::spawn(Arc::clone(self).dispatch());
+                if self.shared.is_some() {
+                    tokio::spawn(Arc::clone(self).dispatch_shared());
+                } else {
+                    tokio::spawn(Arc::clone(self).dispatch());
+                }
             }
             (key, receive)
         };
@@ -166,7 +227,7 @@ impl Budget {
                 match reply.try_recv() {
                     Ok(grant) if !left => grant,
                     _ => Err(Refusal::Exhausted {
-                        retry_after: self.lock().interval,
+                        retry_after: self.lock().spacing(),
                         daily: false,
                     }),
                 }
@@ -174,10 +235,19 @@ impl Budget {
         }
     }
 
-    /// Zoom said 429: no call goes before `until`.
+    /// Zoom said 429: no call goes before `until`, from any gateway sharing the budget.
     pub(super) fn pause(&self, until: Instant) {
         let mut state = self.lock();
         state.paused_until = state.paused_until.max(until);
+        if let Some(shared) = &self.shared {
+            let wait = until.saturating_duration_since(Instant::now());
+            let (engine, account, category) = shared.parts();
+            tokio::spawn(async move {
+                if let Err(error) = engine.pause(&account, category, wait).await {
+                    tracing::warn!(%error, "could not share zoom's pause with the other gateways");
+                }
+            });
+        }
     }
 
     /// Paces calls no faster than one per `interval` from now on, whatever the config says.
@@ -185,6 +255,14 @@ impl Budget {
         let mut state = self.lock();
         state.zoom_interval = state.zoom_interval.max(interval);
         state.interval = state.interval.max(interval);
+        if let Some(shared) = &self.shared {
+            let (engine, account, category) = shared.parts();
+            tokio::spawn(async move {
+                if let Err(error) = engine.slow_to(&account, category, interval).await {
+                    tracing::warn!(%error, "could not share zoom's lower limit with the other gateways");
+                }
+            });
+        }
     }
 
     /// How long Zoom's last 429 still holds calls back.
@@ -215,7 +293,7 @@ impl Budget {
         let mut state = self.lock();
         state.drain_by = Some(by);
         let first = state.next_start(Instant::now());
-        let interval = state.interval;
+        let interval = state.spacing();
         let late: Vec<_> = state
             .queue
             .waiting
@@ -264,6 +342,74 @@ impl Budget {
         }
     }
 
+    /// Reserves places in the shared budget one at a time and grants each to the call first in
+    /// the queue when it comes; ends when the queue is empty.
+    async fn dispatch_shared(self: Arc<Self>) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        loop {
+            let (ask, head) = {
+                let mut state = self.lock();
+                let Some((&head, waiter)) = state.queue.waiting.first_key_value() else {
+                    state.dispatching = false;
+                    return;
+                };
+                let latest = state
+                    .drain_by
+                    .map_or(waiter.latest_start, |by| by.min(waiter.latest_start));
+                let ask = SlotAsk {
+                    account: shared.account.clone(),
+                    category: shared.category.as_str(),
+                    interval: state.interval,
+                    within: latest.saturating_duration_since(Instant::now()),
+                    daily_cap: state.daily_cap,
+                    day: state.today.number,
+                };
+                (ask, head)
+            };
+            // A store that is slow keeps nobody past their start: the head's bound holds.
+            let answer = tokio::time::timeout(ask.within, shared.engine.reserve(&ask)).await;
+            let answered = Instant::now();
+            match answer {
+                Ok(Ok(Slot::Reserved { wait, spent_today })) => {
+                    let at = answered + wait;
+                    tokio::time::sleep_until(at).await;
+                    let unused = self.lock().grant_place(at, ask.day, spent_today);
+                    if unused && ask.daily_cap.is_some() {
+                        let _ = shared
+                            .engine
+                            .give_back(&ask.account, ask.category, ask.day)
+                            .await;
+                    }
+                }
+                Ok(Ok(Slot::Later { wait })) => {
+                    self.lock().refuse(
+                        head,
+                        Refusal::Exhausted {
+                            retry_after: wait,
+                            daily: false,
+                        },
+                    );
+                }
+                Ok(Ok(Slot::DaySpent)) => {
+                    let mut state = self.lock();
+                    let refusal = Refusal::Exhausted {
+                        retry_after: state.today.left,
+                        daily: true,
+                    };
+                    state.daily = (ask.day, ask.daily_cap.unwrap_or_default());
+                    state.refuse_all(refusal);
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "the shared zoom budget does not answer");
+                    self.lock().refuse_all(Refusal::Unavailable);
+                }
+                Err(_) => self.lock().refuse(head, Refusal::Unavailable),
+            }
+        }
+    }
+
     /// Takes `key` out of the queue; tells whether it was still there.
     fn withdraw(&self, key: (u64, u64), day: i64) -> bool {
         let mut state = self.lock();
@@ -287,6 +433,59 @@ impl Budget {
 impl State {
     fn next_start(&self, now: Instant) -> Instant {
         self.next_send.max(self.paused_until).max(now)
+    }
+
+    /// The time between this gateway's calls while they wait: the interval, or on a shared
+    /// budget the gap between its places lately.
+    fn spacing(&self) -> Duration {
+        self.interval.max(self.place_gap)
+    }
+
+    /// A shared place came at `at`: the first call in the queue takes it (the next if that one
+    /// left). Tells whether nobody took it.
+    fn grant_place(&mut self, at: Instant, day: i64, spent_today: u64) -> bool {
+        self.daily = (day, spent_today);
+        let mut unused = true;
+        while let Some(((tag, _), waiter)) = self.queue.waiting.pop_first() {
+            if waiter.reply.send(Ok(())).is_ok() {
+                self.queue.virtual_time = tag;
+                unused = false;
+                break;
+            }
+        }
+        // The gap between places counts only while calls wait for them; idle time is not pace.
+        if let Some(last) = self.last_place.filter(|_| !self.queue.waiting.is_empty()) {
+            let gap = at.saturating_duration_since(last);
+            self.place_gap = self.place_gap.mul_f64(0.7) + gap.mul_f64(0.3);
+        }
+        self.last_place = Some(at);
+        self.next_send = at + self.spacing();
+        unused
+    }
+
+    fn refuse(&mut self, key: (u64, u64), refusal: Refusal) {
+        if let Some(waiter) = self.queue.waiting.remove(&key) {
+            let _ = waiter.reply.send(Err(refusal));
+        }
+    }
+
+    fn refuse_all(&mut self, refusal: Refusal) {
+        for (_, waiter) in std::mem::take(&mut self.queue.waiting) {
+            let _ = waiter.reply.send(Err(refusal));
+        }
+    }
+
+    /// Refuses the call at once when the store last said the day's calls are spent.
+    fn check_daily(&self, ask: &Ask<'_>) -> Result<(), Refusal> {
+        match (ask.daily_cap, self.daily) {
+            (Some(cap), (day, spent)) if day == ask.today.number && spent >= cap => {
+                Err(Refusal::Exhausted {
+                    retry_after: ask.today.left,
+                    daily: true,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Counts the call against the day's cap, or refuses it when the day's calls are spent.
@@ -404,7 +603,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn calls_are_spaced_by_the_interval_never_in_a_burst() {
-        let budget = Budget::new(Duration::from_millis(100));
+        let budget = Budget::new(Duration::from_millis(100), None);
         let calls = flood(&budget, "a", 1, 5, Duration::from_secs(10));
         let mut took = Vec::new();
         for call in calls {
@@ -416,7 +615,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pace_finer_than_the_timers_still_holds_on_average() {
-        let budget = Budget::new(Duration::from_micros(200));
+        let budget = Budget::new(Duration::from_micros(200), None);
         let calls: Vec<_> = (0..1000)
             .map(|_| {
                 let budget = Arc::clone(&budget);
@@ -440,7 +639,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_that_could_not_start_in_time_is_refused_at_once_and_spends_nothing() {
-        let budget = Budget::new(Duration::from_millis(100));
+        let budget = Budget::new(Duration::from_millis(100), None);
         let queued = flood(&budget, "a", 1, 10, Duration::from_secs(10));
         tokio::task::yield_now().await;
 
@@ -462,7 +661,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_flooding_caller_cannot_starve_another_and_weights_set_the_shares() {
-        let budget = Budget::new(Duration::from_millis(100));
+        let budget = Budget::new(Duration::from_millis(100), None);
         let flooder = flood(&budget, "flood", 1, 300, Duration::from_secs(60));
         tokio::task::yield_now().await;
         // While the flood waits, a weight-2 caller and a weight-1 caller each queue 20 calls.
@@ -488,7 +687,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zoom_s_pause_holds_every_call_back() {
-        let budget = Budget::new(Duration::from_millis(100));
+        let budget = Budget::new(Duration::from_millis(100), None);
         budget.pause(Instant::now() + Duration::from_secs(1));
         assert!(budget.paused_for().is_some());
         let refused = budget.admit(ask("a", 1, Duration::from_millis(500))).await;
@@ -503,7 +702,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_lower_limit_zoom_names_slows_the_pace_for_good() {
-        let budget = Budget::new(Duration::from_millis(100));
+        let budget = Budget::new(Duration::from_millis(100), None);
         budget.slow_to(Duration::from_millis(300));
         let calls = flood(&budget, "a", 1, 3, Duration::from_secs(10));
         let mut took = Vec::new();
@@ -516,7 +715,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_daily_cap_refuses_until_the_next_day_and_refusals_do_not_count() {
-        let budget = Budget::new(Duration::from_millis(100));
+        let budget = Budget::new(Duration::from_millis(100), None);
         let capped = |day: ZoomDay, within| Ask {
             daily_cap: Some(2),
             today: day,
@@ -558,7 +757,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn draining_refuses_what_cannot_start_within_the_grace_period() {
-        let budget = Budget::new(Duration::from_millis(100));
+        let budget = Budget::new(Duration::from_millis(100), None);
         let queued = flood(&budget, "a", 1, 10, Duration::from_secs(10));
         tokio::task::yield_now().await;
         budget.drain(Instant::now() + Duration::from_millis(350));

@@ -22,7 +22,7 @@ use crate::zoom::{RateCategory, ZoomClock};
 
 use breaker::Breaker;
 pub use breaker::{CircuitState, Open, Pass};
-use budget::{Ask, Budget};
+use budget::{Ask, Budget, Shared};
 pub use budget::{Refusal, ZoomDay};
 
 /// Meeting creates and updates Zoom allows per host user and UTC day.
@@ -296,7 +296,14 @@ impl Quota {
             .inner
             .budgets
             .entry(key)
-            .or_insert_with(|| Budget::new(allowance.interval()))
+            .or_insert_with(|| {
+                let shared = self.inner.store.shared_budget().map(|engine| Shared {
+                    engine,
+                    account: account.clone(),
+                    category,
+                });
+                Budget::new(allowance.interval(), shared)
+            })
             .clone();
         let drain_by = *self
             .inner
@@ -384,5 +391,158 @@ mod tests {
         let day = day_of(at("2030-01-01T23:59:50Z"));
         assert_eq!(day.left, Duration::from_secs(10));
         assert_eq!(day_of(at("2030-01-02T00:00:00Z")).number, day.number + 1);
+    }
+
+    /// Three gateways' quotas on one PostgreSQL schema, each with a store of its own.
+    async fn on_one_database() -> Option<(Vec<Quota>, impl Sized)> {
+        let (first, guard) = crate::store::postgres_scratch_store().await?;
+        assert!(
+            first.shared_budget().is_some(),
+            "a PostgreSQL store shares its budget"
+        );
+        let schema = guard.schema.clone();
+        let mut quotas = vec![Quota::new(ZoomClock::default(), first)];
+        for _ in 1..3 {
+            let store = crate::store::PostgresStore::connect(
+                &crate::store::postgres_test_url(),
+                None,
+                Some(&schema),
+            )
+            .await
+            .unwrap();
+            quotas.push(Quota::new(ZoomClock::default(), Arc::new(store)));
+        }
+        Some((quotas, guard))
+    }
+
+    fn caller(name: &str) -> Caller {
+        Caller::internal(name)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gateways_sharing_a_store_share_one_pace_and_the_day() {
+        let Some((quotas, _guard)) = on_one_database().await else {
+            return;
+        };
+        // 100 calls a second in all: every gateway floods, together they keep the pace.
+        let fast = account(
+            Plan::Free,
+            AccountBudget {
+                share: 1.0,
+                per_second: [Some(100), None, None],
+            },
+        );
+        let started = Instant::now();
+        let mut calls = Vec::new();
+        for (gateway, quota) in quotas.iter().enumerate() {
+            for _ in 0..50 {
+                let (quota, fast) = (quota.clone(), fast.clone());
+                calls.push(tokio::spawn(async move {
+                    let who = caller(&format!("caller-{gateway}"));
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    quota
+                        .admit(&fast, RateCategory::Light, &who, deadline)
+                        .await
+                        .map(|()| (gateway, started.elapsed()))
+                }));
+            }
+        }
+        let mut admitted = Vec::new();
+        for call in calls {
+            admitted.push(call.await.unwrap().expect("admitted before its deadline"));
+        }
+        admitted.sort_by_key(|(_, at)| *at);
+        let interval = Allowance::of(&fast, RateCategory::Light).interval();
+        // No 100 ms of the run held more places than the pace allows (one of slack for the
+        // grants' own timing), in all three gateways together.
+        for (i, (_, from)) in admitted.iter().enumerate() {
+            let within = admitted[i..]
+                .iter()
+                .take_while(|(_, at)| *at < *from + Duration::from_millis(100))
+                .count();
+            assert!(within <= 11, "{within} places within 100 ms from {from:?}");
+        }
+        let took = admitted.last().unwrap().1;
+        let ideal = interval * 149;
+        assert!(
+            took.as_secs_f64() <= ideal.as_secs_f64() / 0.9,
+            "150 places took {took:?}, the pace alone {ideal:?}"
+        );
+        for gateway in 0..3 {
+            let first_hundred = admitted[..100]
+                .iter()
+                .filter(|(g, _)| *g == gateway)
+                .count();
+            assert!(
+                (25..=42).contains(&first_hundred),
+                "gateway {gateway} got {first_hundred} of the first 100 places"
+            );
+        }
+
+        // The daily cap is one count for all: Free's 1,000 heavy calls, at a thousandth.
+        let capped = account(
+            Plan::Free,
+            AccountBudget {
+                share: 0.003,
+                per_second: [None, None, Some(30_000)],
+            },
+        );
+        let mut outcomes = Vec::new();
+        for quota in quotas.iter().chain(&quotas) {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            outcomes.push(
+                quota
+                    .admit(&capped, RateCategory::Heavy, &caller("a"), deadline)
+                    .await,
+            );
+        }
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            3,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes[3..]
+                .iter()
+                .all(|o| matches!(o, Err(Refusal::Exhausted { daily: true, .. }))),
+            "{outcomes:?}"
+        );
+        assert_eq!(quotas[2].spent_today(&capped.name, RateCategory::Heavy), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zoom_s_pause_heard_by_one_gateway_holds_every_gateway_back() {
+        let Some((quotas, _guard)) = on_one_database().await else {
+            return;
+        };
+        let pro = account(Plan::Pro, AccountBudget::default());
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        quotas[1]
+            .admit(&pro, RateCategory::Medium, &caller("a"), deadline())
+            .await
+            .unwrap();
+        quotas[0].zoom_limited(&pro, RateCategory::Medium, Duration::from_millis(600));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let asked = Instant::now();
+        quotas[2]
+            .admit(&pro, RateCategory::Medium, &caller("b"), deadline())
+            .await
+            .unwrap();
+        let waited = asked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(400),
+            "another gateway went after {waited:?}, during zoom's pause"
+        );
+        // A call that cannot wait for the pause's end is refused at once, and spends nothing.
+        quotas[0].zoom_limited(&pro, RateCategory::Medium, Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let short = Instant::now() + Duration::from_millis(300);
+        let refused = quotas[1]
+            .admit(&pro, RateCategory::Medium, &caller("c"), short)
+            .await;
+        assert!(
+            matches!(refused, Err(Refusal::Exhausted { retry_after, daily: false }) if retry_after > Duration::from_millis(1500)),
+            "{refused:?}"
+        );
     }
 }

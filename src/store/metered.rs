@@ -169,4 +169,8 @@ impl Store for Metered {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<super::Change>> {
         self.inner.changes()
     }
+
+    fn shared_budget(&self) -> Option<Arc<dyn super::SharedBudget>> {
+        self.inner.shared_budget()
+    }
 }

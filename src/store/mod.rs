@@ -10,6 +10,7 @@
 //!
 //! Every backend's tests run the behaviour the trait promises from one place, `contract`.
 
+mod budget;
 #[cfg(test)]
 mod contract;
 mod metered;
@@ -29,10 +30,16 @@ use serde::Serialize;
 use crate::accounts::AccountName;
 use secrecy::SecretString;
 
+pub use budget::{SharedBudget, Slot, SlotAsk};
 pub use metered::Metered;
 pub use postgres::PostgresStore;
 pub use recorder::Recorder;
 pub use sqlite::{Durability, SqliteStore};
+
+#[cfg(test)]
+pub(crate) use postgres::tests::{
+    scratch_store as postgres_scratch_store, test_url as postgres_test_url,
+};
 
 /// Number of audit records returned when the filter names no limit.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
@@ -132,6 +139,12 @@ pub trait Store: Send + Sync + 'static {
     /// What other gateways sharing this store changed of what each gateway caches, as they
     /// commit it; `None` for a store only this process uses.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    /// The Zoom budget every gateway on this store spends together; `None` for a store only
+    /// this process uses, whose budget is the process's own.
+    fn shared_budget(&self) -> Option<Arc<dyn SharedBudget>> {
         None
     }
 }

@@ -12,6 +12,7 @@
 //! again.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,7 +29,8 @@ use super::rows::{
 };
 use super::{
     AuditFilter, AuditRecord, Change, Claim, Completion, CreateEnd, CreateRequest, DirectoryEntry,
-    LedgerChange, MeetingRecord, Outcome, RouteChange, RouteRecord, Store, StoreError, UserDay,
+    LedgerChange, MeetingRecord, Outcome, RouteChange, RouteRecord, SharedBudget, Slot, SlotAsk,
+    Store, StoreError, UserDay,
 };
 use crate::accounts::AccountName;
 
@@ -563,6 +565,120 @@ impl Store for PostgresStore {
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {
         Some(self.changes.subscribe())
     }
+
+    fn shared_budget(&self) -> Option<Arc<dyn SharedBudget>> {
+        Some(Arc::new(PgBudget {
+            pool: self.pool.clone(),
+        }))
+    }
+}
+
+/// The Zoom budgets of every gateway on the database, in `budget_slots` (migration 0002).
+struct PgBudget {
+    pool: PgPool,
+}
+
+/// Microseconds, as the database counts them.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn from_micros(micros: i64) -> Duration {
+    Duration::from_micros(u64::try_from(micros).unwrap_or_default())
+}
+
+#[async_trait::async_trait]
+impl SharedBudget for PgBudget {
+    async fn reserve(&self, ask: &SlotAsk) -> Result<Slot, StoreError> {
+        let (outcome, wait, spent): (String, i64, i64) = sqlx::query_as(
+            "SELECT outcome, wait_us, spent_today FROM reserve_budget_slot($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(ask.account.as_str())
+        .bind(ask.category)
+        .bind(micros(ask.interval))
+        .bind(micros(ask.within))
+        .bind(
+            ask.daily_cap
+                .map(|cap| i64::try_from(cap).unwrap_or(i64::MAX)),
+        )
+        .bind(ask.day)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_error("reserve_budget_slot"))?;
+        match outcome.as_str() {
+            "reserved" => Ok(Slot::Reserved {
+                wait: from_micros(wait),
+                spent_today: u64::try_from(spent).unwrap_or_default(),
+            }),
+            "later" => Ok(Slot::Later {
+                wait: from_micros(wait),
+            }),
+            "day_spent" => Ok(Slot::DaySpent),
+            other => Err(StoreError::Corrupt(format!(
+                "reserve_budget_slot answered `{other}`"
+            ))),
+        }
+    }
+
+    async fn pause(
+        &self,
+        account: &AccountName,
+        category: &'static str,
+        wait: Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO budget_slots (account, category, paused_until_us) \
+             VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT + $3) \
+             ON CONFLICT (account, category) DO UPDATE SET paused_until_us = \
+             greatest(budget_slots.paused_until_us, excluded.paused_until_us)",
+        )
+        .bind(account.as_str())
+        .bind(category)
+        .bind(micros(wait))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("pause_budget"))
+        .map(drop)
+    }
+
+    async fn slow_to(
+        &self,
+        account: &AccountName,
+        category: &'static str,
+        interval: Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO budget_slots (account, category, zoom_interval_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (account, category) DO UPDATE SET zoom_interval_us = \
+             greatest(budget_slots.zoom_interval_us, excluded.zoom_interval_us)",
+        )
+        .bind(account.as_str())
+        .bind(category)
+        .bind(micros(interval))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("slow_budget"))
+        .map(drop)
+    }
+
+    async fn give_back(
+        &self,
+        account: &AccountName,
+        category: &'static str,
+        day: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE budget_slots SET spent = greatest(spent - 1, 0) \
+             WHERE account = $1 AND category = $2 AND day = $3",
+        )
+        .bind(account.as_str())
+        .bind(category)
+        .bind(day)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("give_back_budget"))
+        .map(drop)
+    }
 }
 
 async fn upsert_meeting<'e>(
@@ -631,7 +747,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// The server the tests use: CI's and the development machine's local PostgreSQL.
-    fn test_url() -> String {
+    pub(crate) fn test_url() -> String {
         std::env::var("ZOOMGATE_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
     }
@@ -639,7 +755,7 @@ pub(crate) mod tests {
     /// A schema of its own in the test database, dropped with the guard, so that tests run in
     /// parallel and leave nothing behind.
     pub(crate) struct Scratch {
-        schema: String,
+        pub(crate) schema: String,
     }
 
     impl Drop for Scratch {
