@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{Meetings, RequestContext};
 use crate::accounts::AccountName;
@@ -162,7 +163,16 @@ impl Meetings {
             detail,
         };
         let Some((intent_id, at)) = audit.intent else {
-            self.inner.recorder.append(record).await;
+            if matches!(result, Err(Error::StoreUnavailable(_))) {
+                // The store just refused this request: its record is written behind the answer,
+                // which need not wait for a second refusal. Shutdown still waits for it.
+                let recorder = self.inner.recorder.clone();
+                self.inner
+                    .tasks
+                    .spawn(async move { recorder.append(record).await }.in_current_span());
+            } else {
+                self.inner.recorder.append(record).await;
+            }
             return Ok(());
         };
         record.at = at;

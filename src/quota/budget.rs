@@ -26,6 +26,9 @@ use crate::zoom::RateCategory;
 const SCALE: u64 = 1_000_000;
 /// tokio's timers fire in whole milliseconds.
 const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+/// How long a shared budget's store may take to hand out a place (it takes well under a
+/// millisecond when healthy) before the calls waiting for it are refused as unavailable.
+const RESERVE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Past callers remembered before the idle ones are forgotten.
 const MAX_REMEMBERED_CALLERS: usize = 1024;
 
@@ -104,7 +107,7 @@ struct State {
     /// Shared: how far apart this gateway's places came lately while calls waited (the other
     /// gateways take the places between), to tell a call at once when it cannot go in time.
     place_gap: Duration,
-    /// Shared: when this gateway's latest place came.
+    /// Shared: when this gateway's latest place came, if calls have waited since.
     last_place: Option<Instant>,
     queue: FairQueue,
     /// A task is granting places to the queue.
@@ -368,8 +371,9 @@ impl Budget {
                 };
                 (ask, head)
             };
-            // A store that is slow keeps nobody past their start: the head's bound holds.
-            let answer = tokio::time::timeout(ask.within, shared.engine.reserve(&ask)).await;
+            // A store that is slow keeps nobody past their start, nor long at all.
+            let bound = ask.within.min(RESERVE_TIMEOUT);
+            let answer = tokio::time::timeout(bound, shared.engine.reserve(&ask)).await;
             let answered = Instant::now();
             match answer {
                 Ok(Ok(Slot::Reserved { wait, spent_today })) => {
@@ -405,7 +409,26 @@ impl Budget {
                     tracing::warn!(%error, "the shared zoom budget does not answer");
                     self.lock().refuse_all(Refusal::Unavailable);
                 }
-                Err(_) => self.lock().refuse(head, Refusal::Unavailable),
+                // Only the head's own bound passed: it could not start in time, the others may
+                // still wait.
+                Err(_) if bound < RESERVE_TIMEOUT => {
+                    let mut state = self.lock();
+                    let retry_after = state.spacing();
+                    state.refuse(
+                        head,
+                        Refusal::Exhausted {
+                            retry_after,
+                            daily: false,
+                        },
+                    );
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = ?RESERVE_TIMEOUT,
+                        "the shared zoom budget does not answer in time"
+                    );
+                    self.lock().refuse_all(Refusal::Unavailable);
+                }
             }
         }
     }
@@ -453,12 +476,13 @@ impl State {
                 break;
             }
         }
-        // The gap between places counts only while calls wait for them; idle time is not pace.
-        if let Some(last) = self.last_place.filter(|_| !self.queue.waiting.is_empty()) {
+        // The gap between places counts only while calls waited for them all along; idle time
+        // (or an outage, whose waiters were all refused) is not pace.
+        if let Some(last) = self.last_place {
             let gap = at.saturating_duration_since(last);
             self.place_gap = self.place_gap.mul_f64(0.7) + gap.mul_f64(0.3);
         }
-        self.last_place = Some(at);
+        self.last_place = (!self.queue.waiting.is_empty()).then_some(at);
         self.next_send = at + self.spacing();
         unused
     }
@@ -470,6 +494,7 @@ impl State {
     }
 
     fn refuse_all(&mut self, refusal: Refusal) {
+        self.last_place = None;
         for (_, waiter) in std::mem::take(&mut self.queue.waiting) {
             let _ = waiter.reply.send(Err(refusal));
         }

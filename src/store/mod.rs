@@ -428,6 +428,21 @@ pub enum StoreError {
     Vanished(PathBuf),
 }
 
+impl StoreError {
+    /// No connection to the database could be had at all (it is down, or every pooled
+    /// connection stayed busy): trying again at once would only wait as long again.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connect(_)
+                | StoreError::Query {
+                    source: sqlx::Error::PoolTimedOut,
+                    ..
+                }
+        )
+    }
+}
+
 /// Opens the store named by `location` ("sqlite:PATH", "sqlite::memory:", a bare file path or
 /// a `postgres://` URL, with `password` for PostgreSQL), creating the file or tables as needed
 /// and running migrations.

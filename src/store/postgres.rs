@@ -36,8 +36,10 @@ use crate::accounts::AccountName;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// How long a request waits for a free pooled connection before failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a free pooled connection before failing. A healthy pool hands
+/// one out at once; a server that is down is retried for this long, and a request should learn
+/// of it with time left to answer UNAVAILABLE before its own deadline passes.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 const MAX_CONNECTIONS: u32 = 16;
 /// How long the listener waits before connecting again after it lost the database.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);

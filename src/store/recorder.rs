@@ -102,6 +102,13 @@ impl Recorder {
         if !self.deferring.load(Ordering::Acquire) {
             match self.apply(&write).await {
                 Ok(()) => return Ok(()),
+                // A database that gave no connection at all is not asked again at once: the
+                // write waits in the backlog for the recovery loop.
+                Err(error) if error.is_unreachable() => {
+                    self.refused(&error);
+                    self.defer(write).await;
+                    return Err(error);
+                }
                 Err(error) => self.refused(&error),
             }
         }

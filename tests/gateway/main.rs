@@ -24,6 +24,7 @@ mod postgres;
 mod process;
 mod quota;
 mod reload;
+mod replicas;
 mod requests;
 mod restart;
 mod store_faults;

@@ -10,18 +10,18 @@ use sqlx::Connection;
 use crate::support::*;
 
 /// The server the tests use.
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("ZOOMGATE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// A schema of its own, dropped at the end of the test.
-struct Schema {
-    name: String,
+pub struct Schema {
+    pub name: String,
 }
 
 impl Schema {
-    async fn create() -> Option<Schema> {
+    pub async fn create() -> Option<Schema> {
         let url = server_url();
         let connected = tokio::time::timeout(
             std::time::Duration::from_secs(5),
@@ -43,11 +43,11 @@ impl Schema {
     }
 
     /// The store location of a gateway working in this schema.
-    fn store(&self) -> String {
+    pub fn store(&self) -> String {
         format!("{}?options=-c%20search_path%3D{}", server_url(), self.name)
     }
 
-    async fn drop_it(self) {
+    pub async fn drop_it(self) {
         let mut connection = sqlx::PgConnection::connect(&server_url()).await.unwrap();
         sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
             .execute(&mut connection)
@@ -57,7 +57,7 @@ impl Schema {
     }
 }
 
-fn skipped<T>(url: &str, why: &str) -> Option<T> {
+pub fn skipped<T>(url: &str, why: &str) -> Option<T> {
     assert!(
         std::env::var("ZOOMGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
         "ZOOMGATE_REQUIRE_POSTGRES=1 but PostgreSQL at {url} does not answer: {why}"
@@ -76,12 +76,7 @@ async fn a_gateway_on_postgres_records_what_it_acknowledges_and_keeps_it_across_
         return;
     };
     let store = schema.store();
-    let mut gateway = TestGateway::spawn_with(|toml| {
-        let start = toml.find("store = \"").unwrap();
-        let end = start + toml[start..].find('\n').unwrap();
-        toml.replace_range(start..end, &format!("store = \"{store}\""));
-    })
-    .await;
+    let mut gateway = on_store(&store).await;
     assert!(
         gateway
             .health_becomes(
@@ -122,9 +117,8 @@ async fn a_gateway_on_postgres_records_what_it_acknowledges_and_keeps_it_across_
     schema.drop_it().await;
 }
 
-/// A gateway on the schema, one of several replicas (each with an emulator of its own, which
-/// a route override does not ask).
-async fn replica(store: &str) -> TestGateway {
+/// A gateway (with an emulator of its own) on the store at `store`.
+async fn on_store(store: &str) -> TestGateway {
     let store = store.to_owned();
     TestGateway::spawn_with(move |toml| {
         let start = toml.find("store = \"").unwrap();
@@ -132,212 +126,6 @@ async fn replica(store: &str) -> TestGateway {
         toml.replace_range(start..end, &format!("store = \"{store}\""));
     })
     .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_route_changed_through_one_replica_is_followed_by_the_others_within_a_second() {
-    use zoomgate::proto::explanation::Source;
-    let Some(schema) = Schema::create().await else {
-        return;
-    };
-    let store = schema.store();
-    let replicas = [
-        replica(&store).await,
-        replica(&store).await,
-        replica(&store).await,
-    ];
-    let explain = async |gateway: &TestGateway| {
-        gateway
-            .admin(PLATFORM_KEY)
-            .await
-            .explain(zoomgate::proto::ExplainRequest {
-                caller: "admin".into(),
-                target: Some(zoomgate::proto::explain_request::Target::UserEmail(
-                    "frank@partner.test".into(),
-                )),
-                operation: zoomgate::proto::Operation::Read.into(),
-                probe: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    };
-    let seen_by_all = async |source: Source| {
-        let started = std::time::Instant::now();
-        for gateway in &replicas[1..] {
-            while explain(gateway).await.source() != source {
-                assert!(
-                    started.elapsed() < std::time::Duration::from_secs(1),
-                    "a replica still routes by its old view after 1 s"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-        started.elapsed()
-    };
-    assert_eq!(explain(&replicas[1]).await.source(), Source::ProbeNeeded);
-
-    let mut platform = replicas[0].admin(PLATFORM_KEY).await;
-    platform
-        .put_route(zoomgate::proto::PutRouteRequest {
-            user_email: "frank@partner.test".into(),
-            account: "acme-support".into(),
-            force: true,
-        })
-        .await
-        .unwrap();
-    let put = seen_by_all(Source::Override).await;
-    assert_eq!(explain(&replicas[2]).await.account, "acme-support");
-    platform
-        .delete_route(zoomgate::proto::DeleteRouteRequest {
-            user_email: "frank@partner.test".into(),
-        })
-        .await
-        .unwrap();
-    let deleted = seen_by_all(Source::ProbeNeeded).await;
-    let _ = writeln!(
-        std::io::stderr(),
-        "route put seen by every replica after {put:?}, its deletion after {deleted:?}"
-    );
-    for gateway in replicas {
-        gateway.stop().await;
-    }
-    schema.drop_it().await;
-}
-
-/// A second gateway beside `gateway`, as another replica: the same config (so the same
-/// emulator and database), listeners of its own.
-struct Beside {
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Beside {
-    async fn start(gateway: &TestGateway) -> Beside {
-        let app = gateway.build().await.expect("a replica builds");
-        let addr = app.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            app.run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the replica runs");
-        });
-        Beside { addr, stop, server }
-    }
-
-    async fn admin(&self) -> Admin {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let key = format!("Bearer {PLATFORM_KEY}").parse().unwrap();
-        zoomgate::proto::admin_client::AdminClient::with_interceptor(
-            channel,
-            ApiKey::new(Some(key)),
-        )
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_id_used_on_one_replica_is_honoured_on_another() {
-    let Some(schema) = Schema::create().await else {
-        return;
-    };
-    let gateway = replica(&schema.store()).await;
-    let other = Beside::start(&gateway).await;
-    let create = || zoomgate::proto::CreateMeetingRequest {
-        request_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-        ..create_for("alice@sales.acme.test", "once across replicas")
-    };
-    let first = gateway
-        .client(SALES_KEY)
-        .await
-        .create_meeting(create())
-        .await
-        .unwrap()
-        .into_inner();
-    let again = client_at(other.addr, SALES_KEY)
-        .await
-        .create_meeting(create())
-        .await
-        .expect("the other replica answers with the first create")
-        .into_inner();
-    assert_eq!(again.id, first.id);
-    assert_eq!(
-        gateway.zoom.meetings(SALES_ZOOM_ID).len(),
-        1,
-        "one meeting in Zoom"
-    );
-    other.stop().await;
-    gateway.stop().await;
-    schema.drop_it().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_meeting_deleted_through_one_replica_leaves_the_others_ledger_within_a_second() {
-    use zoomgate::proto::explanation::Source;
-    let Some(schema) = Schema::create().await else {
-        return;
-    };
-    let gateway = replica(&schema.store()).await;
-    let other = Beside::start(&gateway).await;
-    let meeting = gateway
-        .client(ADMIN_KEY)
-        .await
-        .create_meeting(create_for("alice@sales.acme.test", "deleted elsewhere"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut admin = other.admin().await;
-    let mut source = async || {
-        admin
-            .explain(zoomgate::proto::ExplainRequest {
-                caller: "admin".into(),
-                target: Some(zoomgate::proto::explain_request::Target::MeetingId(
-                    meeting.id,
-                )),
-                operation: zoomgate::proto::Operation::Read.into(),
-                probe: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .source()
-    };
-    // The other replica has the entry in its ledger cache now.
-    assert_eq!(source().await, Source::Ledger);
-
-    gateway
-        .client(ADMIN_KEY)
-        .await
-        .delete_meeting(delete(meeting.id))
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    while source().await == Source::Ledger {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(1),
-            "the other replica still holds the deleted meeting's ledger entry after 1 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "the deletion left the other replica's ledger after {:?}",
-        started.elapsed()
-    );
-    other.stop().await;
-    gateway.stop().await;
-    schema.drop_it().await;
 }
 
 /// A TCP proxy in front of PostgreSQL that can go down the way a restarting server does: every
@@ -404,7 +192,7 @@ async fn postgres_going_down_gives_unavailable_and_the_gateway_recovers_without_
         "postgres://{}@{}/{}?options=-c%20search_path%3D{}",
         server.user, proxy.addr, server.database, schema.name
     );
-    let gateway = replica(&store).await;
+    let gateway = on_store(&store).await;
     let mut client = gateway.client(ADMIN_KEY).await;
     client
         .create_meeting(create_for("alice@sales.acme.test", "before the outage"))
