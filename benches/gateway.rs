@@ -5,9 +5,12 @@
 //! gateway's health check, is the floor: one gRPC round trip on the same server, no Zoom call.
 //! Run: `cargo bench --bench gateway` (add `-- --quick` for a shorter run).
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+use support::{Run, measure, micros};
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
@@ -80,59 +83,6 @@ api_key_sha256 = ["{hash}"]
         oauth = emulator.oauth_url(),
         hash = zoomgate::policy::hash_api_key(API_KEY),
     )
-}
-
-/// Latencies of one run, sorted.
-struct Run {
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn percentile(&self, p: f64) -> Duration {
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[index]
-    }
-
-    fn throughput(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// Runs `total` calls of `call` with `concurrency` workers and records each latency.
-async fn measure<F, Fut>(concurrency: usize, total: usize, call: F) -> Run
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let call = Arc::new(call);
-    let per_worker = total / concurrency;
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let call = call.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_worker);
-                for i in 0..per_worker {
-                    let start = Instant::now();
-                    call(worker * per_worker + i).await;
-                    latencies.push(start.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(total);
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker finishes"));
-    }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    Run { latencies, elapsed }
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 #[tokio::main]

@@ -378,7 +378,11 @@ impl Budget {
             match answer {
                 Ok(Ok(Slot::Reserved { wait, spent_today })) => {
                     let at = answered + wait;
-                    tokio::time::sleep_until(at).await;
+                    // tokio's timers round up to the next millisecond: a place due sooner is
+                    // taken now, and the database's schedule, not this send, sets the next one.
+                    if wait >= TIMER_RESOLUTION {
+                        tokio::time::sleep_until(at).await;
+                    }
                     let unused = self.lock().grant_place(at, ask.day, spent_today);
                     if unused && ask.daily_cap.is_some() {
                         let _ = shared

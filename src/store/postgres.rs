@@ -41,6 +41,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// of it with time left to answer UNAVAILABLE before its own deadline passes.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 const MAX_CONNECTIONS: u32 = 16;
+/// A gateway reserves one place at a time per budget (account and category).
+const BUDGET_CONNECTIONS: u32 = 4;
 /// How long the listener waits before connecting again after it lost the database.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 /// Announcements a slow gateway may fall behind by before it is told to read everything again.
@@ -51,6 +53,7 @@ const MAX_CHANNEL_BYTES: usize = 63;
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    budget: Arc<PgBudget>,
     /// The notification channel of this database and schema.
     channel: String,
     changes: broadcast::Sender<Change>,
@@ -74,6 +77,15 @@ impl PostgresStore {
         if let Some(schema) = schema {
             options = options.options([("search_path", schema)]);
         }
+        // The budget's places are worth a few milliseconds: they need no wait for the disk at
+        // commit (a database crash forgets the last of them, and the pace goes on from the
+        // next), and a pool of their own never waits behind the store's writes.
+        let budget = PgBudget {
+            pool: PgPoolOptions::new()
+                .max_connections(BUDGET_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_lazy_with(options.clone().options([("synchronous_commit", "off")])),
+        };
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -103,6 +115,7 @@ impl PostgresStore {
         ));
         Ok(Self {
             pool,
+            budget: Arc::new(budget),
             channel,
             changes,
             listening,
@@ -561,6 +574,7 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.listening.cancel();
+        self.budget.pool.close().await;
         self.pool.close().await;
     }
 
@@ -569,13 +583,12 @@ impl Store for PostgresStore {
     }
 
     fn shared_budget(&self) -> Option<Arc<dyn SharedBudget>> {
-        Some(Arc::new(PgBudget {
-            pool: self.pool.clone(),
-        }))
+        Some(self.budget.clone())
     }
 }
 
 /// The Zoom budgets of every gateway on the database, in `budget_slots` (migration 0002).
+#[derive(Debug)]
 struct PgBudget {
     pool: PgPool,
 }
