@@ -196,13 +196,41 @@ fn create(n: usize) -> proto::CreateMeetingRequest {
     }
 }
 
-fn row(what: &str, store: &str, concurrency: usize, run: &Run) {
+/// CPU time the whole machine spent so far (all cores, every process: the gateways, the
+/// emulator and PostgreSQL), from `/proc/stat` in USER_HZ ticks of 10 ms.
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .expect("the cpu line")
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        .filter(|(field, _)| ![3, 4].contains(field))
+        .map(|(_, ticks)| ticks.parse::<u64>().unwrap_or_default())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// A run and the machine's CPU time per request during it.
+async fn measured(run: impl Future<Output = Run>) -> (Run, Duration) {
+    let before = machine_busy();
+    let run = run.await;
+    let cpu = (machine_busy() - before) / run.latencies.len() as u32;
+    (run, cpu)
+}
+
+fn row(what: &str, store: &str, concurrency: usize, (run, cpu): &(Run, Duration)) {
     println!(
-        "| {what} | {store} | {concurrency} | {} | {:.0} | {:.0} | {:.0} |",
+        "| {what} | {store} | {concurrency} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
         run.latencies.len(),
         micros(run.percentile(0.5)),
         micros(run.percentile(0.99)),
-        run.throughput()
+        run.throughput(),
+        micros(*cpu)
     );
 }
 
@@ -241,16 +269,16 @@ async fn main() {
     let stores = [("sqlite", &sqlite), ("postgres", &postgres)];
 
     println!(
-        "| request | store | concurrency | requests | p50 (µs) | p99 (µs) | throughput (req/s) |"
+        "| request | store | concurrency | requests | p50 (µs) | p99 (µs) | throughput (req/s) | CPU per request (µs, whole machine) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut added = Vec::new();
     for (concurrency, total) in [(1, 1_000 * scale), (64, 4_000 * scale)] {
         for (_, gateway) in stores {
             gateway.reads(concurrency, total / 10).await;
         }
-        let on_sqlite = sqlite.reads(concurrency, total).await;
-        let on_postgres = postgres.reads(concurrency, total).await;
+        let on_sqlite = measured(sqlite.reads(concurrency, total)).await;
+        let on_postgres = measured(postgres.reads(concurrency, total)).await;
         row("GetMeeting", "sqlite", concurrency, &on_sqlite);
         row("GetMeeting", "postgres", concurrency, &on_postgres);
         added.push(("GetMeeting", concurrency, on_sqlite, on_postgres));
@@ -258,23 +286,23 @@ async fn main() {
     // The gateway lets each host create 100 meetings a day: every store gets fewer than that.
     let made = [Arc::new(AtomicUsize::new(1)), Arc::new(AtomicUsize::new(1))];
     for (concurrency, total) in [(1, 60 * scale.min(3)), (16, 240 * scale.min(3))] {
-        let on_sqlite = sqlite.creates(concurrency, total, made[0].clone()).await;
-        let on_postgres = postgres.creates(concurrency, total, made[1].clone()).await;
+        let on_sqlite = measured(sqlite.creates(concurrency, total, made[0].clone())).await;
+        let on_postgres = measured(postgres.creates(concurrency, total, made[1].clone())).await;
         row("CreateMeeting", "sqlite", concurrency, &on_sqlite);
         row("CreateMeeting", "postgres", concurrency, &on_postgres);
         added.push(("CreateMeeting", concurrency, on_sqlite, on_postgres));
     }
     println!();
     println!(
-        "| request | concurrency | added p50 (µs) | added p99 (µs) | added per request (µs of the machine) |"
+        "| request | concurrency | added p50 (µs) | added p99 (µs) | added CPU per request (µs) |"
     );
     println!("|---|---|---|---|---|");
-    for (what, concurrency, on_sqlite, on_postgres) in &added {
+    for (what, concurrency, (on_sqlite, sqlite_cpu), (on_postgres, postgres_cpu)) in &added {
         println!(
-            "| {what} | {concurrency} | {:.0} | {:.0} | {:.1} |",
+            "| {what} | {concurrency} | {:.0} | {:.0} | {:.0} |",
             micros(on_postgres.percentile(0.5)) - micros(on_sqlite.percentile(0.5)),
             micros(on_postgres.percentile(0.99)) - micros(on_sqlite.percentile(0.99)),
-            1e6 / on_postgres.throughput() - 1e6 / on_sqlite.throughput()
+            micros(*postgres_cpu) - micros(*sqlite_cpu)
         );
     }
 
