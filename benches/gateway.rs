@@ -7,17 +7,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use support::{Run, measure, micros};
 
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
-use zoomgate::config::RawConfig;
 use zoomgate::emulator::{Emulator, EmulatorConfig};
 use zoomgate::proto;
-use zoomgate::proto::meetings_client::MeetingsClient;
 
 const EMULATOR: &str = r#"
 enforce_rate_limits = false
@@ -70,18 +66,10 @@ client_id = "bench-support"
 client_secret_env = "SUPPORT"
 domains = ["support.bench.test"]
 rate_limits = {{ light = 1000000, medium = 1000000 }}
-
-[[callers]]
-name = "bench"
-api_key_sha256 = ["{hash}"]
-  [[callers.grants]]
-  accounts = ["*"]
-  users = ["*"]
-  operations = ["*"]
-"#,
+{caller}"#,
         api = emulator.api_url(),
         oauth = emulator.oauth_url(),
-        hash = zoomgate::policy::hash_api_key(API_KEY),
+        caller = support::bench_caller(API_KEY),
     )
 }
 
@@ -96,36 +84,20 @@ async fn main() {
         .expect("emulator starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite:{}", dir.path().join("bench.db").display());
-    let raw: RawConfig = toml::from_str(&gateway_toml(&emulator, &store)).unwrap();
-    let env = [
-        ("SALES", "bench-sales-secret"),
-        ("SUPPORT", "bench-support-secret"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let config = raw
-        .validate(&env, Path::new("."))
-        .expect("bench gateway config");
-    let app = zoomgate::App::build(config).await.expect("gateway builds");
-    let addr = app.local_addr();
+    let app = support::build(
+        &gateway_toml(&emulator, &store),
+        &[
+            ("SALES", "bench-sales-secret"),
+            ("SUPPORT", "bench-support-secret"),
+        ],
+    )
+    .await;
     let tokens = app.tokens().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
+    let served = support::Served::start(app);
+    let addr = served.addr;
 
     // One meeting per account, created through the gateway so the ledger routes them.
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let key: MetadataValue<Ascii> = format!("Bearer {API_KEY}").parse().unwrap();
-    let client = MeetingsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        req.metadata_mut().insert("authorization", key.clone());
-        Ok(req)
-    });
+    let client = served.client(API_KEY).await;
     let mut ids = Vec::new();
     for email in ["alice@sales.bench.test", "carol@support.bench.test"] {
         let meeting = client
@@ -267,10 +239,6 @@ async fn main() {
         );
     }
 
-    let _ = stop.send(());
-    server
-        .await
-        .expect("server task")
-        .expect("server stops cleanly");
+    served.stop().await;
     emulator.shutdown().await;
 }

@@ -9,17 +9,14 @@
 //! For each: goodput (answers served per second), the 429s Zoom gave, and p50/p99 of the
 //! served answers. `cargo bench --bench quota` (add `-- --quick` for 3 s runs).
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::Channel;
-use zoomgate::config::RawConfig;
 use zoomgate::emulator::{Emulator, EmulatorConfig};
 use zoomgate::proto;
-use zoomgate::proto::meetings_client::MeetingsClient;
 
 const EMULATOR: &str = r#"
 [[accounts]]
@@ -53,18 +50,10 @@ client_id = "bench-pro"
 client_secret_env = "PRO"
 plan = "pro"
 domains = ["pro.bench.test"]
-
-[[callers]]
-name = "bench"
-api_key_sha256 = ["{hash}"]
-  [[callers.grants]]
-  accounts = ["*"]
-  users = ["*"]
-  operations = ["*"]
-"#,
+{caller}"#,
         api = emulator.api_url(),
         oauth = emulator.oauth_url(),
-        hash = zoomgate::policy::hash_api_key(API_KEY),
+        caller = support::bench_caller(API_KEY),
     )
 }
 
@@ -136,28 +125,13 @@ async fn main() {
         .expect("emulator starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sqlite:{}", dir.path().join("bench.db").display());
-    let raw: RawConfig = toml::from_str(&gateway_toml(&emulator, &store)).unwrap();
-    let env = [("PRO".to_owned(), "bench-pro-secret".to_owned())].into();
-    let config = raw
-        .validate(&env, Path::new("."))
-        .expect("bench gateway config");
-    let app = zoomgate::App::build(config).await.expect("gateway builds");
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
-
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let key: MetadataValue<Ascii> = format!("Bearer {API_KEY}").parse().unwrap();
-    let client = MeetingsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        req.metadata_mut().insert("authorization", key.clone());
-        Ok(req)
-    });
+    let app = support::build(
+        &gateway_toml(&emulator, &store),
+        &[("PRO", "bench-pro-secret")],
+    )
+    .await;
+    let serving = support::Served::start(app);
+    let client = serving.client(API_KEY).await;
     let meeting = client
         .clone()
         .create_meeting(proto::CreateMeetingRequest {
@@ -261,7 +235,6 @@ async fn main() {
     gateway.report("zoomgate (admission)");
     naive.report("naive client (retry on 429 with backoff)");
 
-    let _ = stop.send(());
-    let _ = server.await;
+    serving.stop().await;
     emulator.shutdown().await;
 }

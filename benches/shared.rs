@@ -10,41 +10,20 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::Connection;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use zoomgate::config::RawConfig;
 use zoomgate::emulator::{Emulator, EmulatorConfig};
 use zoomgate::proto;
-use zoomgate::proto::meetings_client::MeetingsClient;
 use zoomgate::store::{SlotAsk, Store};
 
-use support::{Run, measure, micros};
+use support::{Client, Run, Served, bench_caller, build, measure, micros};
 
 const API_KEY: &str = "bench-key";
 /// Hosts of the creates: the gateway lets each create 100 meetings a day, as Zoom does.
 const USERS: usize = 20;
-
-type Client = MeetingsClient<InterceptedService<Channel, Key>>;
-
-/// Adds the bench caller's API key to every call.
-#[derive(Clone)]
-struct Key(MetadataValue<Ascii>);
-
-impl tonic::service::Interceptor for Key {
-    fn call(&mut self, mut request: tonic::Request<()>) -> tonic::Result<tonic::Request<()>> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 fn emulator_toml() -> String {
     let mut text = String::from(
@@ -83,50 +62,30 @@ client_id = "bench-sales"
 client_secret_env = "SALES"
 domains = ["sales.bench.test"]
 rate_limits = {{ light = 1000000, medium = 1000000, heavy = 1000000 }}
-
-[[callers]]
-name = "bench"
-api_key_sha256 = ["{hash}"]
-  [[callers.grants]]
-  accounts = ["*"]
-  users = ["*"]
-  operations = ["*"]
-"#,
+{caller}"#,
         api = emulator.api_url(),
         oauth = emulator.oauth_url(),
-        hash = zoomgate::policy::hash_api_key(API_KEY),
+        caller = bench_caller(API_KEY),
     )
 }
 
-/// One gateway under test, serving until `stop`.
+/// One gateway under test, and a meeting it created.
 struct Gateway {
+    served: Served,
     client: Client,
     store: Arc<dyn Store>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), zoomgate::app::AppError>>,
     meeting: i64,
 }
 
 impl Gateway {
     async fn start(emulator: &Emulator, store: &str) -> Gateway {
-        let raw: RawConfig = toml::from_str(&gateway_toml(emulator, store)).unwrap();
-        let env = [("SALES".to_owned(), "bench-sales-secret".to_owned())]
-            .into_iter()
-            .collect();
-        let config = raw.validate(&env, Path::new(".")).expect("bench config");
-        let app = zoomgate::App::build(config).await.expect("gateway builds");
-        let addr = app.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run(async {
-            let _ = stopped.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let key = Key(format!("Bearer {API_KEY}").parse().unwrap());
-        let mut client = MeetingsClient::with_interceptor(channel, key);
+        let app = build(
+            &gateway_toml(emulator, store),
+            &[("SALES", "bench-sales-secret")],
+        )
+        .await;
+        let served = Served::start(app);
+        let mut client = served.client(API_KEY).await;
         let meeting = client
             .create_meeting(create(0))
             .await
@@ -134,12 +93,11 @@ impl Gateway {
             .into_inner()
             .id;
         Gateway {
+            served,
             client,
             store: zoomgate::store::open(store, None)
                 .await
                 .expect("the store opens"),
-            stop,
-            server,
             meeting,
         }
     }
@@ -178,8 +136,7 @@ impl Gateway {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
+        self.served.stop().await;
         self.store.close().await;
     }
 }

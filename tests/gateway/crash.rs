@@ -75,18 +75,7 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
     let audit = create_records(store.as_ref()).await;
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() > 20, "too few creates to mean anything");
-    for id in &acknowledged {
-        assert!(
-            store.meeting(*id).await.unwrap().is_some(),
-            "acknowledged {id} has no ledger entry"
-        );
-        assert!(
-            audit
-                .iter()
-                .any(|r| r.meeting_id == Some(*id) && r.outcome == Outcome::Allowed),
-            "acknowledged {id} has no audit record"
-        );
-    }
+    assert_recorded(store.as_ref(), &audit, acknowledged.iter().copied()).await;
     // Meetings Zoom made without an allowed record: at most one per intent left unknown.
     let mut unaudited: BTreeMap<String, usize> = BTreeMap::new();
     for account in [SALES_ZOOM_ID, SUPPORT_ZOOM_ID] {

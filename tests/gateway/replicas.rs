@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use zoomgate::emulator::Emulator;
 use zoomgate::proto::explanation::Source;
-use zoomgate::store::Outcome;
 
 use crate::postgres::{Schema, skipped};
 use crate::process::GatewayProcess;
@@ -387,18 +386,12 @@ async fn a_replica_killed_mid_load_loses_no_acknowledged_create_and_its_budget_g
     let store = zoomgate::store::open(&schema.store(), None).await.unwrap();
     let audit = create_records(store.as_ref()).await;
     let acknowledged = acknowledged.lock().unwrap().clone();
-    for (_, id, _) in &acknowledged {
-        assert!(
-            store.meeting(*id).await.unwrap().is_some(),
-            "acknowledged {id} has no ledger entry"
-        );
-        assert!(
-            audit
-                .iter()
-                .any(|r| r.meeting_id == Some(*id) && r.outcome == Outcome::Allowed),
-            "acknowledged {id} has no audit record"
-        );
-    }
+    assert_recorded(
+        store.as_ref(),
+        &audit,
+        acknowledged.iter().map(|(_, id, _)| *id),
+    )
+    .await;
     let by_killed = acknowledged.iter().filter(|(r, _, _)| *r == 0).count();
     let later = acknowledged
         .iter()

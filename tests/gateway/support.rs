@@ -107,6 +107,26 @@ pub async fn create_records(store: &dyn Store) -> Vec<zoomgate::store::AuditReco
         .expect("the audit log reads")
 }
 
+/// Asserts that every acknowledged create has its ledger entry and an allowed audit record in
+/// `store`, whose `meetings.create` records are `audit`.
+pub async fn assert_recorded(
+    store: &dyn Store,
+    audit: &[zoomgate::store::AuditRecord],
+    acknowledged: impl IntoIterator<Item = i64>,
+) {
+    for id in acknowledged {
+        assert!(
+            store.meeting(id).await.unwrap().is_some(),
+            "acknowledged {id} has no ledger entry"
+        );
+        assert!(
+            audit.iter().any(|r| r.meeting_id == Some(id)
+                && r.outcome == zoomgate::store::Outcome::Allowed),
+            "acknowledged {id} has no audit record"
+        );
+    }
+}
+
 /// The gateway config: partner.test users have no rule, so they are found by probing.
 pub fn gateway_toml(emulator: &Emulator, store: &str) -> String {
     let hash = zoomgate::policy::hash_api_key;
