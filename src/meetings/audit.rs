@@ -164,12 +164,12 @@ impl Meetings {
         };
         let Some((intent_id, at)) = audit.intent else {
             if matches!(result, Err(Error::StoreUnavailable(_))) {
-                // The store just refused this request: its record is written behind the answer,
-                // which need not wait for a second refusal. Shutdown still waits for it.
+                // The store just refused this request: its record waits in the backlog for the
+                // recovery loop, and the answer does not wait for a second refusal.
                 let recorder = self.inner.recorder.clone();
                 self.inner
                     .tasks
-                    .spawn(async move { recorder.append(record).await }.in_current_span());
+                    .spawn(async move { recorder.keep(record).await }.in_current_span());
             } else {
                 self.inner.recorder.append(record).await;
             }

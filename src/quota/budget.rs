@@ -29,6 +29,9 @@ const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 /// How long a shared budget's store may take to hand out a place (it takes well under a
 /// millisecond when healthy) before the calls waiting for it are refused as unavailable.
 const RESERVE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest gap between two of a gateway's shared places that counts as pace: the others
+/// taking the places between, not a pause.
+const MAX_GAP_IN_INTERVALS: u32 = 32;
 /// Past callers remembered before the idle ones are forgotten.
 const MAX_REMEMBERED_CALLERS: usize = 1024;
 
@@ -131,6 +134,39 @@ impl Shared {
             self.account.clone(),
             self.category.as_str(),
         )
+    }
+
+    /// A place reserved for `ask` went unused: on a capped day it counts no more.
+    fn give_back(&self, ask: &SlotAsk) {
+        if ask.daily_cap.is_none() {
+            return;
+        }
+        let (engine, account, category) = self.parts();
+        let day = ask.day;
+        tokio::spawn(async move {
+            if let Err(error) = engine.give_back(&account, category, day).await {
+                tracing::warn!(%error, "could not give back an unused place of the day");
+            }
+        });
+    }
+
+    /// A reservation nobody waits for any more: a place it takes after all is given back.
+    fn give_back_if_reserved(
+        &self,
+        reservation: tokio::task::JoinHandle<Result<Slot, crate::store::StoreError>>,
+        ask: SlotAsk,
+    ) {
+        if ask.daily_cap.is_none() {
+            return;
+        }
+        let (engine, account, category) = self.parts();
+        tokio::spawn(async move {
+            if let Ok(Ok(Slot::Reserved { .. })) = reservation.await
+                && let Err(error) = engine.give_back(&account, category, ask.day).await
+            {
+                tracing::warn!(%error, "could not give back an abandoned place of the day");
+            }
+        });
     }
 }
 
@@ -306,9 +342,7 @@ impl Budget {
             .map(|(_, key)| *key)
             .collect();
         for key in late {
-            if let Some(waiter) = state.queue.waiting.remove(&key) {
-                let _ = waiter.reply.send(Err(Refusal::Draining));
-            }
+            state.refuse(key, Refusal::Draining);
         }
     }
 
@@ -352,55 +386,77 @@ impl Budget {
             return;
         };
         loop {
-            let (ask, head) = {
+            let next = {
                 let mut state = self.lock();
                 let Some((&head, waiter)) = state.queue.waiting.first_key_value() else {
                     state.dispatching = false;
+                    state.last_place = None;
                     return;
                 };
+                let now = Instant::now();
+                let draining = state.drain_by.is_some_and(|by| by < waiter.latest_start);
                 let latest = state
                     .drain_by
                     .map_or(waiter.latest_start, |by| by.min(waiter.latest_start));
-                let ask = SlotAsk {
-                    account: shared.account.clone(),
-                    category: shared.category.as_str(),
-                    interval: state.interval,
-                    within: latest.saturating_duration_since(Instant::now()),
-                    daily_cap: state.daily_cap,
-                    day: state.today.number,
-                };
-                (ask, head)
+                // Zoom's pause as this gateway heard it holds before the store has it too.
+                let start = state.paused_until.max(now);
+                if start >= latest {
+                    let refusal = state.late(draining, start - now);
+                    state.refuse(head, refusal);
+                    continue;
+                }
+                if start > now {
+                    Err(start)
+                } else {
+                    Ok((
+                        SlotAsk {
+                            account: shared.account.clone(),
+                            category: shared.category.as_str(),
+                            interval: state.interval,
+                            within: latest - now,
+                            daily_cap: state.daily_cap,
+                            day: state.today.number,
+                        },
+                        head,
+                        draining,
+                    ))
+                }
             };
-            // A store that is slow keeps nobody past their start, nor long at all.
+            let (ask, head, draining) = match next {
+                Ok(next) => next,
+                Err(pause_ends) => {
+                    tokio::time::sleep_until(pause_ends).await;
+                    continue;
+                }
+            };
+            // A store that is slow keeps nobody past their start, nor long at all. The
+            // reservation runs on, so that a place it takes after all is given back.
             let bound = ask.within.min(RESERVE_TIMEOUT);
-            let answer = tokio::time::timeout(bound, shared.engine.reserve(&ask)).await;
+            let mut reservation = tokio::spawn({
+                let (engine, ask) = (Arc::clone(&shared.engine), ask.clone());
+                async move { engine.reserve(&ask).await }
+            });
+            let answer = tokio::time::timeout(bound, &mut reservation).await;
             let answered = Instant::now();
             match answer {
-                Ok(Ok(Slot::Reserved { wait, spent_today })) => {
+                Ok(Ok(Ok(Slot::Reserved { wait, spent_today }))) => {
                     let at = answered + wait;
                     // tokio's timers round up to the next millisecond: a place due sooner is
                     // taken now, and the database's schedule, not this send, sets the next one.
                     if wait >= TIMER_RESOLUTION {
                         tokio::time::sleep_until(at).await;
                     }
-                    let unused = self.lock().grant_place(at, ask.day, spent_today);
-                    if unused && ask.daily_cap.is_some() {
-                        let _ = shared
-                            .engine
-                            .give_back(&ask.account, ask.category, ask.day)
-                            .await;
+                    let used = self.lock().take_place(at, ask.day, spent_today);
+                    if !used {
+                        shared.give_back(&ask);
                     }
                 }
-                Ok(Ok(Slot::Later { wait })) => {
-                    self.lock().refuse(
-                        head,
-                        Refusal::Exhausted {
-                            retry_after: wait,
-                            daily: false,
-                        },
-                    );
+                Ok(Ok(Ok(Slot::Later { wait }))) => {
+                    let mut state = self.lock();
+                    let refusal = state.late(draining, wait);
+                    state.refuse(head, refusal);
                 }
-                Ok(Ok(Slot::DaySpent)) => {
+                Ok(Ok(Ok(Slot::DaySpent))) => {
                     let mut state = self.lock();
                     let refusal = Refusal::Exhausted {
                         retry_after: state.today.left,
@@ -409,29 +465,28 @@ impl Budget {
                     state.daily = (ask.day, ask.daily_cap.unwrap_or_default());
                     state.refuse_all(refusal);
                 }
-                Ok(Err(error)) => {
+                Ok(Ok(Err(error))) => {
                     tracing::warn!(%error, "the shared zoom budget does not answer");
                     self.lock().refuse_all(Refusal::Unavailable);
                 }
-                // Only the head's own bound passed: it could not start in time, the others may
-                // still wait.
-                Err(_) if bound < RESERVE_TIMEOUT => {
-                    let mut state = self.lock();
-                    let retry_after = state.spacing();
-                    state.refuse(
-                        head,
-                        Refusal::Exhausted {
-                            retry_after,
-                            daily: false,
-                        },
-                    );
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "a reservation in the shared zoom budget failed");
+                    self.lock().refuse_all(Refusal::Unavailable);
                 }
                 Err(_) => {
-                    tracing::warn!(
-                        timeout = ?RESERVE_TIMEOUT,
-                        "the shared zoom budget does not answer in time"
-                    );
-                    self.lock().refuse_all(Refusal::Unavailable);
+                    shared.give_back_if_reserved(reservation, ask);
+                    let mut state = self.lock();
+                    if bound < RESERVE_TIMEOUT {
+                        // Only the head's own bound passed: the others may still wait.
+                        let refusal = state.late(draining, state.spacing());
+                        state.refuse(head, refusal);
+                    } else {
+                        tracing::warn!(
+                            timeout = ?RESERVE_TIMEOUT,
+                            "the shared zoom budget does not answer in time"
+                        );
+                        state.refuse_all(Refusal::Unavailable);
+                    }
                 }
             }
         }
@@ -440,7 +495,9 @@ impl Budget {
     /// Takes `key` out of the queue; tells whether it was still there.
     fn withdraw(&self, key: (u64, u64), day: i64) -> bool {
         let mut state = self.lock();
-        match state.queue.waiting.remove(&key) {
+        let removed = state.queue.waiting.remove(&key);
+        state.forget_pace_if_idle();
+        match removed {
             Some(waiter) => {
                 if waiter.counted_daily {
                     state.give_back_daily(day);
@@ -469,31 +526,62 @@ impl State {
     }
 
     /// A shared place came at `at`: the first call in the queue takes it (the next if that one
-    /// left). Tells whether nobody took it.
-    fn grant_place(&mut self, at: Instant, day: i64, spent_today: u64) -> bool {
+    /// left), unless Zoom paused the budget or the drain's end passed meanwhile. Tells whether
+    /// a call took it.
+    fn take_place(&mut self, at: Instant, day: i64, spent_today: u64) -> bool {
         self.daily = (day, spent_today);
-        let mut unused = true;
+        if self.paused_until > Instant::now() {
+            return false;
+        }
+        if self.drain_by.is_some_and(|by| at > by) {
+            self.refuse_all(Refusal::Draining);
+            return false;
+        }
+        let mut used = false;
         while let Some(((tag, _), waiter)) = self.queue.waiting.pop_first() {
             if waiter.reply.send(Ok(())).is_ok() {
                 self.queue.virtual_time = tag;
-                unused = false;
+                used = true;
                 break;
             }
         }
         // The gap between places counts only while calls waited for them all along; idle time
         // (or an outage, whose waiters were all refused) is not pace.
         if let Some(last) = self.last_place {
-            let gap = at.saturating_duration_since(last);
+            let gap = at
+                .saturating_duration_since(last)
+                .min(self.interval * MAX_GAP_IN_INTERVALS);
             self.place_gap = self.place_gap.mul_f64(0.7) + gap.mul_f64(0.3);
         }
         self.last_place = (!self.queue.waiting.is_empty()).then_some(at);
-        self.next_send = at + self.spacing();
-        unused
+        self.next_send = at + self.interval;
+        used
+    }
+
+    /// The refusal of a call that cannot start before its latest start: `Draining` when the
+    /// drain's end, not the call's own, was the bound.
+    fn late(&self, draining: bool, retry_after: Duration) -> Refusal {
+        if draining {
+            Refusal::Draining
+        } else {
+            Refusal::Exhausted {
+                retry_after,
+                daily: false,
+            }
+        }
     }
 
     fn refuse(&mut self, key: (u64, u64), refusal: Refusal) {
         if let Some(waiter) = self.queue.waiting.remove(&key) {
             let _ = waiter.reply.send(Err(refusal));
+        }
+        self.forget_pace_if_idle();
+    }
+
+    /// With nobody waiting, the next place's gap to the last one would measure idle time.
+    fn forget_pace_if_idle(&mut self) {
+        if self.queue.waiting.is_empty() {
+            self.last_place = None;
         }
     }
 

@@ -545,4 +545,51 @@ mod tests {
             "{refused:?}"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gateway_alone_again_after_sharing_goes_at_the_whole_pace() {
+        let Some((quotas, _guard)) = on_one_database().await else {
+            return;
+        };
+        let ten = account(
+            Plan::Pro,
+            AccountBudget {
+                share: 1.0,
+                per_second: [Some(10), None, None],
+            },
+        );
+        // Two gateways flood together, and many calls are refused for want of time.
+        let mut calls = Vec::new();
+        for quota in &quotas[..2] {
+            for _ in 0..15 {
+                let (quota, ten) = (quota.clone(), ten.clone());
+                calls.push(tokio::spawn(async move {
+                    let deadline = Instant::now() + Duration::from_millis(600);
+                    quota
+                        .admit(&ten, RateCategory::Light, &caller("a"), deadline)
+                        .await
+                }));
+            }
+        }
+        for call in calls {
+            let _ = call.await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Alone now, one call after another: each waits one interval at most, not the gaps
+        // that sharing, and then idling, put between its places.
+        let interval = Allowance::of(&ten, RateCategory::Light).interval();
+        for _ in 0..3 {
+            let asked = Instant::now();
+            let deadline = asked + Duration::from_millis(300);
+            quotas[0]
+                .admit(&ten, RateCategory::Light, &caller("a"), deadline)
+                .await
+                .unwrap();
+            let waited = asked.elapsed();
+            assert!(
+                waited <= interval + Duration::from_millis(80),
+                "waited {waited:?} for a place of a pace of {interval:?}"
+            );
+        }
+    }
 }

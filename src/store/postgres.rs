@@ -84,7 +84,11 @@ impl PostgresStore {
             pool: PgPoolOptions::new()
                 .max_connections(BUDGET_CONNECTIONS)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_lazy_with(options.clone().options([("synchronous_commit", "off")])),
+                .connect_lazy_with(options.clone().options([
+                    ("synchronous_commit", "off"),
+                    // A database gone silent mid-statement fails the reservation, not the pace.
+                    ("statement_timeout", "1s"),
+                ])),
         };
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -866,6 +870,101 @@ pub(crate) mod tests {
             store.check_writable().await.expect("and writes");
             store.close().await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_shared_budget_hands_out_places_an_interval_apart_and_counts_the_day_once() {
+        let Some((store, _guard)) = scratch_store().await else {
+            return;
+        };
+        let budget = store.shared_budget().expect("PostgreSQL shares its budget");
+        let ask = |within, daily_cap| SlotAsk {
+            account: AccountName::parse("sales").unwrap(),
+            category: "light",
+            interval: Duration::from_millis(100),
+            within,
+            daily_cap,
+            day: 20_000,
+        };
+        let wait = |slot| match slot {
+            Slot::Reserved { wait, .. } => wait,
+            other => panic!("{other:?}"),
+        };
+        // Asked back to back, the places are one interval apart, the first at once.
+        let asked = std::time::Instant::now();
+        let mut places = Vec::new();
+        for _ in 0..4 {
+            let slot = budget
+                .reserve(&ask(Duration::from_secs(1), None))
+                .await
+                .unwrap();
+            places.push(asked.elapsed() + wait(slot));
+        }
+        assert!(places[0] < Duration::from_millis(50), "{places:?}");
+        for pair in places.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap > Duration::from_millis(90) && gap < Duration::from_millis(110),
+                "{places:?}"
+            );
+        }
+        // A place further away than the ask allows is not taken: the next ask gets it.
+        let later = budget
+            .reserve(&ask(Duration::from_millis(50), None))
+            .await
+            .unwrap();
+        let Slot::Later { wait: first_free } = later else {
+            panic!("{later:?}");
+        };
+        assert!(first_free > Duration::from_millis(300), "{first_free:?}");
+        let taken = wait(
+            budget
+                .reserve(&ask(Duration::from_secs(1), None))
+                .await
+                .unwrap(),
+        );
+        assert!(taken <= first_free, "{taken:?} after {first_free:?}");
+
+        // The day's cap holds for every ask, and a place given back counts no more.
+        let category = "heavy";
+        let capped = |day| SlotAsk {
+            category,
+            interval: Duration::from_micros(1),
+            day,
+            ..ask(Duration::from_secs(1), Some(2))
+        };
+        assert!(matches!(
+            budget.reserve(&capped(20_000)).await.unwrap(),
+            Slot::Reserved { spent_today: 1, .. }
+        ));
+        assert!(matches!(
+            budget.reserve(&capped(20_000)).await.unwrap(),
+            Slot::Reserved { spent_today: 2, .. }
+        ));
+        assert_eq!(
+            budget.reserve(&capped(20_000)).await.unwrap(),
+            Slot::DaySpent
+        );
+        let sales = AccountName::parse("sales").unwrap();
+        budget.give_back(&sales, category, 20_000).await.unwrap();
+        assert!(matches!(
+            budget.reserve(&capped(20_000)).await.unwrap(),
+            Slot::Reserved { spent_today: 2, .. }
+        ));
+        // The next day starts from nothing, and a gateway whose clock of Zoom's is still on
+        // the day before counts against the new day instead of taking the old one back.
+        assert!(matches!(
+            budget.reserve(&capped(20_001)).await.unwrap(),
+            Slot::Reserved { spent_today: 1, .. }
+        ));
+        assert!(matches!(
+            budget.reserve(&capped(20_000)).await.unwrap(),
+            Slot::Reserved { spent_today: 2, .. }
+        ));
+        assert_eq!(
+            budget.reserve(&capped(20_001)).await.unwrap(),
+            Slot::DaySpent
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,12 @@ impl Recorder {
         let _ = self.write(Deferred::Audit(record)).await;
     }
 
+    /// Keeps an audit record for the recovery loop to write, without asking the store now: the
+    /// record of a request the store itself just refused.
+    pub async fn keep(&self, record: AuditRecord) {
+        self.defer(Deferred::Audit(record)).await;
+    }
+
     /// Applies what a lookup learned about a meeting to the ledger.
     pub async fn ledger(&self, change: LedgerChange) {
         let _ = self.write(Deferred::Ledger(change)).await;

@@ -343,7 +343,7 @@ impl Metrics {
     }
 
     /// A call was refused before it went out; `reason` is one of `per_second`, `daily`,
-    /// `draining` (see `Refusal::reason`), `user_daily` and `circuit_open`.
+    /// `draining`, `unavailable` (see `Refusal::reason`), `user_daily` and `circuit_open`.
     pub fn quota_refused(&self, account: &str, category: &'static str, reason: &'static str) {
         self.quota_refusals
             .get_or_create(&RefusalLabels {
