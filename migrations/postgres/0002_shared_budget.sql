@@ -16,6 +16,12 @@ CREATE TABLE budget_slots (
     PRIMARY KEY (account, category)
 );
 
+-- The database's clock in microseconds: the one clock every gateway's places are set by.
+CREATE FUNCTION budget_clock_us() RETURNS BIGINT
+LANGUAGE sql VOLATILE AS $$
+    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT
+$$;
+
 -- Reserves the next place of a budget for one call, or tells why there is none: 'reserved' with
 -- the wait until the place, 'later' with the wait until the first free place when that is more
 -- than p_within_us away (nothing is spent), or 'day_spent'. One row lock per call: the gateways
@@ -51,7 +57,7 @@ BEGIN
         RETURN QUERY SELECT 'day_spent'::TEXT, 0::BIGINT, slot.spent;
         RETURN;
     END IF;
-    now_us := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
+    now_us := budget_clock_us();
     start_us := greatest(slot.next_send_us, slot.paused_until_us, now_us);
     IF start_us - now_us > p_within_us THEN
         RETURN QUERY SELECT 'later'::TEXT, start_us - now_us, slot.spent;

@@ -12,6 +12,7 @@
 //! in it when the place comes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::accounts::AccountName;
-use crate::store::{SharedBudget, Slot, SlotAsk};
+use crate::store::{SharedBudget, Slot, SlotAsk, StoreError};
 use crate::zoom::RateCategory;
 
 /// Fixed-point unit of virtual time: a call of a caller of weight `w` costs `SCALE / w`.
@@ -48,6 +49,19 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The refusal of a call that cannot start before its latest start: `Draining` when the
+    /// drain's end, not the call's own, was the bound.
+    fn late(draining: bool, retry_after: Duration) -> Refusal {
+        if draining {
+            Refusal::Draining
+        } else {
+            Refusal::Exhausted {
+                retry_after,
+                daily: false,
+            }
+        }
+    }
+
     /// A metric label: `per_second`, `daily`, `draining` or `unavailable`.
     pub fn reason(self) -> &'static str {
         match self {
@@ -128,47 +142,59 @@ struct Waiter {
 }
 
 impl Shared {
-    fn parts(&self) -> (Arc<dyn SharedBudget>, AccountName, &'static str) {
-        (
+    /// Runs `call` with the store's budget, this budget's account and category, in a task of
+    /// its own: nothing waits for it, and a failure is only logged, as `failing`.
+    fn in_background<F, Fut>(&self, failing: &'static str, call: F)
+    where
+        F: FnOnce(Arc<dyn SharedBudget>, AccountName, &'static str) -> Fut,
+        Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
+    {
+        let done = call(
             Arc::clone(&self.engine),
             self.account.clone(),
             self.category.as_str(),
-        )
+        );
+        tokio::spawn(async move {
+            if let Err(error) = done.await {
+                tracing::warn!(%error, "{failing}");
+            }
+        });
     }
 
     /// A place reserved for `ask` went unused: on a capped day it counts no more.
     fn give_back(&self, ask: &SlotAsk) {
-        if ask.daily_cap.is_none() {
-            return;
+        if ask.daily_cap.is_some() {
+            let day = ask.day;
+            self.in_background(
+                "could not give back an unused place of the day",
+                move |engine, account, category| async move {
+                    engine.give_back(&account, category, day).await
+                },
+            );
         }
-        let (engine, account, category) = self.parts();
-        let day = ask.day;
-        tokio::spawn(async move {
-            if let Err(error) = engine.give_back(&account, category, day).await {
-                tracing::warn!(%error, "could not give back an unused place of the day");
-            }
-        });
     }
 
     /// A reservation nobody waits for any more: a place it takes after all is given back.
-    fn give_back_if_reserved(
-        &self,
-        reservation: tokio::task::JoinHandle<Result<Slot, crate::store::StoreError>>,
-        ask: SlotAsk,
-    ) {
-        if ask.daily_cap.is_none() {
-            return;
+    fn give_back_if_reserved(&self, reservation: Reservation, ask: &SlotAsk) {
+        if ask.daily_cap.is_some() {
+            let day = ask.day;
+            self.in_background(
+                "could not give back an abandoned place of the day",
+                move |engine, account, category| async move {
+                    match reservation.await {
+                        Ok(Slot::Reserved { .. }) => {
+                            engine.give_back(&account, category, day).await
+                        }
+                        _ => Ok(()),
+                    }
+                },
+            );
         }
-        let (engine, account, category) = self.parts();
-        tokio::spawn(async move {
-            if let Ok(Ok(Slot::Reserved { .. })) = reservation.await
-                && let Err(error) = engine.give_back(&account, category, ask.day).await
-            {
-                tracing::warn!(%error, "could not give back an abandoned place of the day");
-            }
-        });
     }
 }
+
+/// A reservation in the shared budget, on its way.
+type Reservation = Pin<Box<dyn Future<Output = Result<Slot, StoreError>> + Send>>;
 
 impl Budget {
     pub(super) fn new(interval: Duration, shared: Option<Shared>) -> Arc<Self> {
@@ -280,12 +306,12 @@ impl Budget {
         state.paused_until = state.paused_until.max(until);
         if let Some(shared) = &self.shared {
             let wait = until.saturating_duration_since(Instant::now());
-            let (engine, account, category) = shared.parts();
-            tokio::spawn(async move {
-                if let Err(error) = engine.pause(&account, category, wait).await {
-                    tracing::warn!(%error, "could not share zoom's pause with the other gateways");
-                }
-            });
+            shared.in_background(
+                "could not share zoom's pause with the other gateways",
+                move |engine, account, category| async move {
+                    engine.pause(&account, category, wait).await
+                },
+            );
         }
     }
 
@@ -295,12 +321,12 @@ impl Budget {
         state.zoom_interval = state.zoom_interval.max(interval);
         state.interval = state.interval.max(interval);
         if let Some(shared) = &self.shared {
-            let (engine, account, category) = shared.parts();
-            tokio::spawn(async move {
-                if let Err(error) = engine.slow_to(&account, category, interval).await {
-                    tracing::warn!(%error, "could not share zoom's lower limit with the other gateways");
-                }
-            });
+            shared.in_background(
+                "could not share zoom's lower limit with the other gateways",
+                move |engine, account, category| async move {
+                    engine.slow_to(&account, category, interval).await
+                },
+            );
         }
     }
 
@@ -390,7 +416,7 @@ impl Budget {
                 let mut state = self.lock();
                 let Some((&head, waiter)) = state.queue.waiting.first_key_value() else {
                     state.dispatching = false;
-                    state.last_place = None;
+                    state.forget_pace_if_idle();
                     return;
                 };
                 let now = Instant::now();
@@ -401,7 +427,7 @@ impl Budget {
                 // Zoom's pause as this gateway heard it holds before the store has it too.
                 let start = state.paused_until.max(now);
                 if start >= latest {
-                    let refusal = state.late(draining, start - now);
+                    let refusal = Refusal::late(draining, start - now);
                     state.refuse(head, refusal);
                     continue;
                 }
@@ -429,17 +455,17 @@ impl Budget {
                     continue;
                 }
             };
-            // A store that is slow keeps nobody past their start, nor long at all. The
-            // reservation runs on, so that a place it takes after all is given back.
+            // A store that is slow keeps nobody past their start, nor long at all. A reservation
+            // given up on runs on, so that a place it takes after all is given back.
             let bound = ask.within.min(RESERVE_TIMEOUT);
-            let mut reservation = tokio::spawn({
+            let mut reservation: Reservation = Box::pin({
                 let (engine, ask) = (Arc::clone(&shared.engine), ask.clone());
                 async move { engine.reserve(&ask).await }
             });
             let answer = tokio::time::timeout(bound, &mut reservation).await;
             let answered = Instant::now();
             match answer {
-                Ok(Ok(Ok(Slot::Reserved { wait, spent_today }))) => {
+                Ok(Ok(Slot::Reserved { wait, spent_today })) => {
                     let at = answered + wait;
                     // tokio's timers round up to the next millisecond: a place due sooner is
                     // taken now, and the database's schedule, not this send, sets the next one.
@@ -451,12 +477,12 @@ impl Budget {
                         shared.give_back(&ask);
                     }
                 }
-                Ok(Ok(Ok(Slot::Later { wait }))) => {
+                Ok(Ok(Slot::Later { wait })) => {
                     let mut state = self.lock();
-                    let refusal = state.late(draining, wait);
+                    let refusal = Refusal::late(draining, wait);
                     state.refuse(head, refusal);
                 }
-                Ok(Ok(Ok(Slot::DaySpent))) => {
+                Ok(Ok(Slot::DaySpent)) => {
                     let mut state = self.lock();
                     let refusal = Refusal::Exhausted {
                         retry_after: state.today.left,
@@ -465,20 +491,16 @@ impl Budget {
                     state.daily = (ask.day, ask.daily_cap.unwrap_or_default());
                     state.refuse_all(refusal);
                 }
-                Ok(Ok(Err(error))) => {
+                Ok(Err(error)) => {
                     tracing::warn!(%error, "the shared zoom budget does not answer");
                     self.lock().refuse_all(Refusal::Unavailable);
                 }
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "a reservation in the shared zoom budget failed");
-                    self.lock().refuse_all(Refusal::Unavailable);
-                }
                 Err(_) => {
-                    shared.give_back_if_reserved(reservation, ask);
+                    shared.give_back_if_reserved(reservation, &ask);
                     let mut state = self.lock();
                     if bound < RESERVE_TIMEOUT {
                         // Only the head's own bound passed: the others may still wait.
-                        let refusal = state.late(draining, state.spacing());
+                        let refusal = Refusal::late(draining, state.spacing());
                         state.refuse(head, refusal);
                     } else {
                         tracing::warn!(
@@ -558,19 +580,6 @@ impl State {
         used
     }
 
-    /// The refusal of a call that cannot start before its latest start: `Draining` when the
-    /// drain's end, not the call's own, was the bound.
-    fn late(&self, draining: bool, retry_after: Duration) -> Refusal {
-        if draining {
-            Refusal::Draining
-        } else {
-            Refusal::Exhausted {
-                retry_after,
-                daily: false,
-            }
-        }
-    }
-
     fn refuse(&mut self, key: (u64, u64), refusal: Refusal) {
         if let Some(waiter) = self.queue.waiting.remove(&key) {
             let _ = waiter.reply.send(Err(refusal));
@@ -586,10 +595,10 @@ impl State {
     }
 
     fn refuse_all(&mut self, refusal: Refusal) {
-        self.last_place = None;
         for (_, waiter) in std::mem::take(&mut self.queue.waiting) {
             let _ = waiter.reply.send(Err(refusal));
         }
+        self.forget_pace_if_idle();
     }
 
     /// Refuses the call at once when the store last said the day's calls are spent.

@@ -415,10 +415,6 @@ mod tests {
         Some((quotas, guard))
     }
 
-    fn caller(name: &str) -> Caller {
-        Caller::internal(name)
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn gateways_sharing_a_store_share_one_pace_and_the_day() {
         let Some((quotas, _guard)) = on_one_database().await else {
@@ -438,7 +434,7 @@ mod tests {
             for _ in 0..50 {
                 let (quota, fast) = (quota.clone(), fast.clone());
                 calls.push(tokio::spawn(async move {
-                    let who = caller(&format!("caller-{gateway}"));
+                    let who = Caller::internal(&format!("caller-{gateway}"));
                     let deadline = Instant::now() + Duration::from_secs(10);
                     quota
                         .admit(&fast, RateCategory::Light, &who, deadline)
@@ -492,7 +488,12 @@ mod tests {
             let deadline = Instant::now() + Duration::from_secs(2);
             outcomes.push(
                 quota
-                    .admit(&capped, RateCategory::Heavy, &caller("a"), deadline)
+                    .admit(
+                        &capped,
+                        RateCategory::Heavy,
+                        &Caller::internal("a"),
+                        deadline,
+                    )
                     .await,
             );
         }
@@ -518,14 +519,24 @@ mod tests {
         let pro = account(Plan::Pro, AccountBudget::default());
         let deadline = || Instant::now() + Duration::from_secs(5);
         quotas[1]
-            .admit(&pro, RateCategory::Medium, &caller("a"), deadline())
+            .admit(
+                &pro,
+                RateCategory::Medium,
+                &Caller::internal("a"),
+                deadline(),
+            )
             .await
             .unwrap();
         quotas[0].zoom_limited(&pro, RateCategory::Medium, Duration::from_millis(600));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let asked = Instant::now();
         quotas[2]
-            .admit(&pro, RateCategory::Medium, &caller("b"), deadline())
+            .admit(
+                &pro,
+                RateCategory::Medium,
+                &Caller::internal("b"),
+                deadline(),
+            )
             .await
             .unwrap();
         let waited = asked.elapsed();
@@ -538,7 +549,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let short = Instant::now() + Duration::from_millis(300);
         let refused = quotas[1]
-            .admit(&pro, RateCategory::Medium, &caller("c"), short)
+            .admit(&pro, RateCategory::Medium, &Caller::internal("c"), short)
             .await;
         assert!(
             matches!(refused, Err(Refusal::Exhausted { retry_after, daily: false }) if retry_after > Duration::from_millis(1500)),
@@ -566,7 +577,7 @@ mod tests {
                 calls.push(tokio::spawn(async move {
                     let deadline = Instant::now() + Duration::from_millis(600);
                     quota
-                        .admit(&ten, RateCategory::Light, &caller("a"), deadline)
+                        .admit(&ten, RateCategory::Light, &Caller::internal("a"), deadline)
                         .await
                 }));
             }
@@ -582,7 +593,7 @@ mod tests {
             let asked = Instant::now();
             let deadline = asked + Duration::from_millis(300);
             quotas[0]
-                .admit(&ten, RateCategory::Light, &caller("a"), deadline)
+                .admit(&ten, RateCategory::Light, &Caller::internal("a"), deadline)
                 .await
                 .unwrap();
             let waited = asked.elapsed();

@@ -647,7 +647,7 @@ impl SharedBudget for PgBudget {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO budget_slots (account, category, paused_until_us) \
-             VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT + $3) \
+             VALUES ($1, $2, budget_clock_us() + $3) \
              ON CONFLICT (account, category) DO UPDATE SET paused_until_us = \
              greatest(budget_slots.paused_until_us, excluded.paused_until_us)",
         )

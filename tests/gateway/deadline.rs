@@ -17,12 +17,6 @@ fn slow_zoom() -> Faults {
     }
 }
 
-fn within<T>(timeout: Duration, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    request
-}
-
 #[tokio::test]
 async fn a_read_ends_by_the_client_s_deadline_and_its_task_with_it() {
     // One request in flight per caller: the second is admitted only once the first task ended.

@@ -13,12 +13,6 @@ use crate::support::*;
 /// Pro plan, Light category: Zoom's limit per second.
 const PRO_LIGHT: f64 = 30.0;
 
-fn within<T>(timeout: Duration, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    request
-}
-
 /// How one request of a load ended.
 struct Answer {
     took: Duration,

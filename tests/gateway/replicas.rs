@@ -56,19 +56,9 @@ impl Replicas {
     }
 }
 
-async fn admin_at(addr: SocketAddr) -> Admin {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let key = format!("Bearer {PLATFORM_KEY}").parse().unwrap();
-    zoomgate::proto::admin_client::AdminClient::with_interceptor(channel, ApiKey::new(Some(key)))
-}
-
 /// Where replica `addr` would route a read of `target` by `admin`, from what it holds now.
 async fn source_at(addr: SocketAddr, target: zoomgate::proto::explain_request::Target) -> Source {
-    admin_at(addr)
+    admin_at(addr, PLATFORM_KEY)
         .await
         .explain(zoomgate::proto::ExplainRequest {
             caller: "admin".into(),
@@ -113,7 +103,7 @@ async fn three_replicas_share_routes_deletions_and_request_ids() {
     assert_eq!(source_at(addrs[1], frank()).await, Source::ProbeNeeded);
 
     // A route put and deleted through the first replica.
-    let mut platform = admin_at(addrs[0]).await;
+    let mut platform = admin_at(addrs[0], PLATFORM_KEY).await;
     platform
         .put_route(zoomgate::proto::PutRouteRequest {
             user_email: "frank@partner.test".into(),
@@ -203,8 +193,8 @@ struct Answer {
     why: String,
 }
 
-/// Sends `call(client)` as `key` at `per_second` for `length`, round robin over `addrs`, each
-/// with a 1 s deadline; returns every answer once all came back.
+/// Sends `call(client)` as `key` at `per_second` for `length`, round robin over `addrs`;
+/// returns every answer once all came back.
 async fn load<F, Fut>(
     addrs: &[SocketAddr],
     key: &str,
@@ -249,11 +239,8 @@ where
     answers
 }
 
-fn within<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(Duration::from_secs(1));
-    request
-}
+/// Every request of the loads may take a second.
+const DEADLINE: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_times_the_allowed_load_over_three_replicas_gives_no_429_and_near_full_goodput() {
@@ -285,7 +272,10 @@ async fn three_times_the_allowed_load_over_three_replicas_gives_no_429_and_near_
     // sixth of it, through one replica only, and must not be starved by the flood.
     let length = Duration::from_secs(6);
     let read = move |mut client: Client| async move {
-        client.get_meeting(within(get(meeting))).await.map(drop)
+        client
+            .get_meeting(within(DEADLINE, get(meeting)))
+            .await
+            .map(drop)
     };
     let flood = load(&addrs, ADMIN_KEY, 3.0 * PRO_LIGHT, length, read);
     let modest = load(&addrs[2..], SALES_KEY, PRO_LIGHT / 6.0, length, read);
@@ -354,7 +344,7 @@ async fn a_replica_killed_mid_load_loses_no_acknowledged_create_and_its_budget_g
                 let user = ["alice@sales.acme.test", "bob@sales.acme.test"][writer % 2];
                 while started.elapsed() < length {
                     match client
-                        .create_meeting(within(create_for(user, "kill")))
+                        .create_meeting(within(DEADLINE, create_for(user, "kill")))
                         .await
                     {
                         Ok(meeting) => acknowledged.lock().unwrap().push((
@@ -424,7 +414,7 @@ struct OwnPostgres {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl OwnPostgres {
@@ -447,12 +437,12 @@ impl OwnPostgres {
             bin,
             data: dir.path().join("data"),
             port,
-            _dir: dir,
+            dir,
         };
         if is_root() {
             let owned = Command::new("chown")
                 .args(["postgres"])
-                .arg(server._dir.path())
+                .arg(server.dir.path())
                 .status();
             assert!(owned.is_ok_and(|s| s.success()), "chown postgres");
         }
@@ -472,7 +462,7 @@ impl OwnPostgres {
 
     /// `pg_ctl <action>` (start or stop, fast), waiting for it to finish.
     fn pg_ctl(&self, action: &str) -> bool {
-        let dir = self._dir.path().display();
+        let dir = self.dir.path().display();
         let options = format!("-p {} -c listen_addresses=127.0.0.1 -k {dir}", self.port);
         let log = format!("{dir}/server.log");
         let args = ["-w", "-m", "fast", "-l", &log, "-o", &options, action, "-D"];
@@ -511,10 +501,8 @@ impl Drop for OwnPostgres {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,11 +525,17 @@ async fn postgres_restarted_mid_load_gives_unavailable_then_recovers_without_a_g
     // keeps the server away for 1.5 s.
     let length = Duration::from_secs(6);
     let read = move |mut client: Client| async move {
-        client.get_meeting(within(get(meeting))).await.map(drop)
+        client
+            .get_meeting(within(DEADLINE, get(meeting)))
+            .await
+            .map(drop)
     };
     let create = |mut client: Client| async move {
         client
-            .create_meeting(within(create_for("bob@sales.acme.test", "restart")))
+            .create_meeting(within(
+                DEADLINE,
+                create_for("bob@sales.acme.test", "restart"),
+            ))
             .await
             .map(drop)
     };

@@ -474,13 +474,7 @@ impl TestGateway {
 
     /// A client of the Admin API presenting API key `key`.
     pub async fn admin(&self, key: &str) -> Admin {
-        let value = format!("Bearer {key}").parse().expect("ascii key");
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("gateway accepts connections");
-        AdminClient::with_interceptor(channel, ApiKey(Some(value)))
+        admin_at(self.addr, key).await
     }
 
     pub async fn anonymous_client(&self) -> Client {
@@ -544,6 +538,24 @@ impl TestGateway {
         self.shutdown_server().await;
         self.zoom.clone().shutdown().await;
     }
+}
+
+/// An Admin API client of the gateway at `addr` that presents API key `key`.
+pub async fn admin_at(addr: SocketAddr, key: &str) -> Admin {
+    let value = format!("Bearer {key}").parse().expect("ascii key");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("gateway accepts connections");
+    AdminClient::with_interceptor(channel, ApiKey(Some(value)))
+}
+
+/// `message` as a request with the client deadline `timeout` (`grpc-timeout`).
+pub fn within<T>(timeout: std::time::Duration, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
 }
 
 /// A client of the gateway at `addr` that presents API key `key`.
