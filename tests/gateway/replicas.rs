@@ -50,6 +50,17 @@ impl Replicas {
         self.gateways.iter().map(|gateway| gateway.addr).collect()
     }
 
+    /// A meeting of alice's in the sales account, created through the first replica.
+    async fn alice_meeting(&self, topic: &str) -> i64 {
+        client_at(self.gateways[0].addr, ADMIN_KEY)
+            .await
+            .create_meeting(create_for("alice@sales.acme.test", topic))
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+    }
+
     /// Zoom's count of admitted and 429'd calls into the sales account so far.
     fn sales_totals(&self) -> (u64, u64) {
         self.zoom.rate_limit_totals(SALES_ZOOM_ID)
@@ -239,6 +250,14 @@ where
     answers
 }
 
+/// One read of `meeting` in a load.
+async fn read_meeting(mut client: Client, meeting: i64) -> Result<(), tonic::Status> {
+    client
+        .get_meeting(within(DEADLINE, get(meeting)))
+        .await
+        .map(drop)
+}
+
 /// Every request of the loads may take a second.
 const DEADLINE: Duration = Duration::from_secs(1);
 
@@ -250,13 +269,7 @@ async fn three_times_the_allowed_load_over_three_replicas_gives_no_429_and_near_
     };
     let replicas = Replicas::start(&schema.store()).await;
     let addrs = replicas.addrs();
-    let meeting = client_at(addrs[0], ADMIN_KEY)
-        .await
-        .create_meeting(create_for("alice@sales.acme.test", "under load"))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let meeting = replicas.alice_meeting("under load").await;
     // Every replica has its token before the clock starts.
     for addr in &addrs {
         client_at(*addr, ADMIN_KEY)
@@ -271,12 +284,7 @@ async fn three_times_the_allowed_load_over_three_replicas_gives_no_429_and_near_
     // The admin floods every replica with three times the limit; the sales bot asks for a
     // sixth of it, through one replica only, and must not be starved by the flood.
     let length = Duration::from_secs(6);
-    let read = move |mut client: Client| async move {
-        client
-            .get_meeting(within(DEADLINE, get(meeting)))
-            .await
-            .map(drop)
-    };
+    let read = move |client| read_meeting(client, meeting);
     let flood = load(&addrs, ADMIN_KEY, 3.0 * PRO_LIGHT, length, read);
     let modest = load(&addrs[2..], SALES_KEY, PRO_LIGHT / 6.0, length, read);
     let counted_at_the_end = async {
@@ -513,23 +521,12 @@ async fn postgres_restarted_mid_load_gives_unavailable_then_recovers_without_a_g
     };
     let replicas = Replicas::start(&server.url()).await;
     let addrs = replicas.addrs();
-    let meeting = client_at(addrs[0], ADMIN_KEY)
-        .await
-        .create_meeting(create_for("alice@sales.acme.test", "through a restart"))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let meeting = replicas.alice_meeting("through a restart").await;
 
     // Reads and creates at two thirds of the budget, over every replica, through a restart that
     // keeps the server away for 1.5 s.
     let length = Duration::from_secs(6);
-    let read = move |mut client: Client| async move {
-        client
-            .get_meeting(within(DEADLINE, get(meeting)))
-            .await
-            .map(drop)
-    };
+    let read = move |client| read_meeting(client, meeting);
     let create = |mut client: Client| async move {
         client
             .create_meeting(within(
